@@ -1,0 +1,12 @@
+{#- The project's two formulas for ratios; every rate, share and growth in the marts goes through them. -#}
+
+{#- numerator / denominator as a fraction; NULL when the denominator is NULL or 0 (we do not invent a number). -#}
+{% macro safe_divide(numerator, denominator) -%}
+    case when {{ denominator }} is null or {{ denominator }} = 0 then null
+         else cast({{ numerator }} as {{ type_double() }}) / {{ denominator }} end
+{%- endmacro %}
+
+{#- (current - previous) / previous; NULL when the previous value is missing or 0. -#}
+{% macro growth(current, previous) -%}
+    {{ safe_divide('(' ~ current ~ ') - (' ~ previous ~ ')', previous) }}
+{%- endmacro %}

@@ -1,0 +1,19 @@
+with
+
+yearly as (
+    select * from {{ ref('ips_yearly') }}
+),
+
+final as (
+    select
+        year,
+        count(*) as n_programs,
+        avg(total_caseload) as total_caseload,
+        {%- for metric in ips_quarterly_metrics() %}
+        avg(avg_{{ metric }}) as avg_{{ metric }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from yearly
+    group by year
+)
+
+select * from final

@@ -1,0 +1,3 @@
+"""care-outcomes: the Dagster code location (assets, resources, jobs, CLI) of the outcome pipeline."""
+
+__version__ = "0.1.0"

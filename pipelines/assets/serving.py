@@ -1,0 +1,63 @@
+"""The serving asset: record this run's check results, then publish marts and audit atomically."""
+
+
+import datetime as dt
+import json
+
+from dagster import AssetExecutionContext, AssetKey, DagsterEventType, MaterializeResult, MetadataValue, asset
+
+from pipelines.assets.dbt import mart_keys
+from pipelines.assets.ingest import WAREHOUSE_POOL
+from pipelines.publish import publish, record_check_results
+from pipelines.resources import WarehouseResource
+
+
+def _metadata_text(metadata: dict) -> str:
+    out = {}
+    for key, value in metadata.items():
+        out[key] = getattr(value, "value", value)
+    return json.dumps(out, default=str)[:2000]
+
+
+def check_rows(context: AssetExecutionContext) -> list[tuple]:
+    """Every asset check evaluated in this run, as rows for audit.check_results."""
+    rows = []
+    for entry in context.instance.all_logs(context.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.asset_check_evaluation_data
+        severity = evaluation.severity.value if evaluation.severity else "ERROR"
+        rows.append((
+            dt.datetime.fromtimestamp(entry.timestamp).replace(microsecond=0),
+            evaluation.asset_key.to_user_string(),
+            evaluation.check_name,
+            bool(evaluation.passed),
+            severity,
+            bool(evaluation.blocking),
+            evaluation.description,
+            _metadata_text(evaluation.metadata or {}),
+        ))
+    return rows
+
+
+@asset(
+    key=AssetKey(["serving", "care_outcomes"]),
+    deps=mart_keys(),
+    group_name="serving",
+    kinds={"duckdb", "parquet"},
+    description="The serving file BI tools read (CARE_OUTCOMES_WAREHOUSE): schema marts, audit.file_loads and "
+    "audit.check_results, replaced atomically; plus one Parquet file per mart beside it.",
+    pool=WAREHOUSE_POOL,
+)
+def serving_file(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    paths = warehouse.paths()
+    rows = check_rows(context)
+    with warehouse.connect() as con:
+        record_check_results(con, context.run_id, rows)
+        counts = publish(con, paths, context.run_id)
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(paths.warehouse)),
+            "parquet": MetadataValue.path(str(paths.parquet_dir)),
+            "rows_per_mart": MetadataValue.json(counts),
+            "checks_recorded": len(rows),
+        }
+    )

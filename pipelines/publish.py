@@ -1,0 +1,88 @@
+"""Publish: copy the marts and the audit tables of the working database into the serving file.
+
+The serving file is written under a temporary name beside the target, checkpointed, closed and
+then moved over the old one with os.replace, so a BI tool holding the old file open keeps reading
+a consistent old state and the next connection sees the new one. Parquet files are replaced the
+same way, one file at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from pipelines.ingest.validate import lit, q
+from pipelines.settings import Paths
+
+# Written in the storage format of DuckDB 1.0 so the older DuckDB builds inside BI drivers can read it.
+SERVING_STORAGE_VERSION = "v1.0.0"
+
+CHECK_RESULTS_DDL = """
+create schema if not exists audit;
+create table if not exists audit.check_results (
+    run_id       varchar not null,
+    checked_at   timestamp not null,
+    asset        varchar not null,
+    check_name   varchar not null,
+    passed       boolean not null,
+    severity     varchar not null,
+    blocking     boolean not null,
+    description  varchar,
+    details      varchar
+);
+"""
+
+
+def record_check_results(con: duckdb.DuckDBPyConnection, run_id: str, rows: list[tuple]) -> None:
+    """rows: (checked_at, asset, check_name, passed, severity, blocking, description, details)."""
+    con.execute(CHECK_RESULTS_DDL)
+    con.execute("delete from audit.check_results where run_id = ?", [run_id])
+    if rows:
+        con.executemany("insert into audit.check_results values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in rows])
+
+
+def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'marts' and table_catalog = current_database() "
+        "and table_type = 'BASE TABLE' order by table_name"
+    ).fetchall()]
+
+
+def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[str, int]:
+    """Write marts, audit.file_loads and this run's audit.check_results to the serving file. Returns rows per mart."""
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
+    for leftover in (tmp, Path(str(tmp) + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con.execute(CHECK_RESULTS_DDL)
+    tables = mart_tables(con)
+    counts: dict[str, int] = {}
+    con.execute(f"attach {lit(str(tmp))} as serving (storage_version {lit(SERVING_STORAGE_VERSION)})")
+    try:
+        con.execute("create schema serving.marts")
+        con.execute("create schema serving.audit")
+        for table in tables:
+            con.execute(f"create table serving.marts.{q(table)} as select * from marts.{q(table)}")
+            counts[table] = con.execute(f"select count(*) from serving.marts.{q(table)}").fetchall()[0][0]
+        con.execute("create table serving.audit.file_loads as select * from audit.file_loads order by load_id")
+        con.execute(
+            "create table serving.audit.check_results as select * from audit.check_results where run_id = ? order by asset, check_name",
+            [run_id],
+        )
+        con.execute("checkpoint serving")
+    finally:
+        con.execute("detach serving")
+    _export_parquet(con, tables, paths.parquet_dir)
+    os.replace(tmp, paths.warehouse)
+    return counts
+
+
+def _export_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        target = directory / f"{table}.parquet"
+        tmp = directory / f".{table}.parquet.{os.getpid()}.tmp"
+        con.execute(f"copy marts.{q(table)} to {lit(str(tmp))} (format parquet)")
+        os.replace(tmp, target)

@@ -1,0 +1,174 @@
+"""The source registry: inbound contracts and the sources that map files onto them.
+
+A *contract* (``pipelines/contracts/*.yaml``) names the columns, types and rules of one kind of
+inbound data and the raw table it lands in. A *source* (``pipelines/sources/*.yaml``, plus any
+folder named by ``CARE_OUTCOMES_SOURCES_DIR``) says how one care system's or form's files look:
+folder, file patterns, format, delimiter, encoding, decimal mark, date format, header mapping and
+value mapping. Adding a care system is adding a source YAML; no Python changes.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONTRACTS_DIR = PACKAGE_DIR / "contracts"
+SOURCES_DIR = PACKAGE_DIR / "sources"
+
+ColumnType = Literal["text", "integer", "decimal", "date", "timestamp"]
+
+
+class RegistryError(Exception):
+    """A contract or source YAML that cannot be used; the message says which file and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContractColumn(_Strict):
+    name: str
+    type: ColumnType
+    required: bool = False
+    optional_column: bool = Field(False, description="the file may leave the column out altogether")
+    min: float | None = None
+    max: float | None = None
+    not_after_current_year: bool = False
+    values: tuple[str, ...] | None = Field(None, description="the accepted codes")
+    description: str | None = None
+
+
+class ContractRule(_Strict):
+    name: str
+    check: str = Field(description="SQL predicate over the typed columns; rows where it is false are rejected")
+
+
+class Contract(_Strict):
+    name: str
+    description: str
+    key: tuple[str, ...]
+    columns: tuple[ContractColumn, ...]
+    rules: tuple[ContractRule, ...] = ()
+    pseudonymise: tuple[str, ...] = ()
+
+    @property
+    def raw_table(self) -> str:
+        return self.name
+
+    def column(self, name: str) -> ContractColumn:
+        return next(c for c in self.columns if c.name == name)
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> Contract:
+        names = {c.name for c in self.columns}
+        unknown = [k for k in (*self.key, *self.pseudonymise) if k not in names]
+        if unknown:
+            raise ValueError(f"key/pseudonymise name unknown columns: {unknown}")
+        return self
+
+
+class Source(_Strict):
+    name: str
+    contract: str
+    folder: str
+    patterns: tuple[str, ...] = ("*.csv", "*.xlsx")
+    format: Literal["auto", "csv", "xlsx"] = "auto"
+    delimiter: str = ","
+    encoding: Literal["auto", "utf-8", "cp1252", "latin-1"] = "auto"
+    decimal: Literal[".", ","] = "."
+    date_format: str = "%Y-%m-%d"
+    sheet: str | None = None
+    header_row: int = Field(1, ge=1, description="spreadsheet row number of the header")
+    columns: dict[str, str] = Field(default_factory=dict, description="file header -> contract column")
+    values: dict[str, dict[str, str]] = Field(default_factory=dict, description="contract column -> {file label: code}")
+    ignore_columns: tuple[str, ...] = ()
+    description: str | None = None
+    path: str | None = Field(None, description="the YAML file this source came from")
+
+
+class Registry(_Strict):
+    contracts: dict[str, Contract]
+    sources: dict[str, Source]
+
+    def sources_for(self, contract: str) -> list[Source]:
+        return [s for s in self.sources.values() if s.contract == contract]
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RegistryError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
+    return data
+
+
+def _build(model: type[BaseModel], path: Path, data: dict):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise RegistryError(f"{path}: {problems}") from None
+
+
+def _check_source(source: Source, contracts: dict[str, Contract], path: Path) -> None:
+    contract = contracts.get(source.contract)
+    if contract is None:
+        raise RegistryError(f"{path}: contract '{source.contract}' does not exist (known: {sorted(contracts)})")
+    names = {c.name for c in contract.columns}
+    for header, column in source.columns.items():
+        if column not in names:
+            raise RegistryError(f"{path}: header '{header}' maps to unknown column '{column}' of contract '{contract.name}'")
+    for column in source.values:
+        if column not in names:
+            raise RegistryError(f"{path}: value mapping for unknown column '{column}' of contract '{contract.name}'")
+    if len(source.delimiter) != 1:
+        raise RegistryError(f"{path}: delimiter must be one character, got {source.delimiter!r}")
+
+
+def source_dirs() -> list[Path]:
+    """The built-in sources folder, then any folders in CARE_OUTCOMES_SOURCES_DIR (os.pathsep separated)."""
+    extra = [Path(p) for p in os.environ.get("CARE_OUTCOMES_SOURCES_DIR", "").split(os.pathsep) if p]
+    return [SOURCES_DIR, *extra]
+
+
+def load_registry(extra_dirs: tuple[Path, ...] | None = None) -> Registry:
+    """Read and validate every contract and source; raise RegistryError naming the broken file."""
+    contracts: dict[str, Contract] = {}
+    for path in sorted(CONTRACTS_DIR.glob("*.yaml")):
+        contract = _build(Contract, path, read_yaml(path))
+        contracts[contract.name] = contract
+    sources: dict[str, Source] = {}
+    folders: dict[str, Path] = {}
+    dirs = [SOURCES_DIR, *extra_dirs] if extra_dirs is not None else source_dirs()
+    for directory in dirs:
+        if not directory.is_dir():
+            raise RegistryError(f"{directory}: sources folder does not exist")
+        for path in sorted(directory.glob("*.y*ml")):
+            data = read_yaml(path)
+            source = _build(Source, path, {**data, "path": str(path)})
+            _check_source(source, contracts, path)
+            if source.name in sources:
+                raise RegistryError(f"{path}: source name '{source.name}' is already used by {sources[source.name].path}")
+            if source.folder in folders:
+                raise RegistryError(f"{path}: folder '{source.folder}' is already read by {folders[source.folder]}")
+            sources[source.name] = source
+            folders[source.folder] = path
+    return Registry(contracts=contracts, sources=sources)
+
+
+@lru_cache(maxsize=1)
+def builtin_contracts() -> dict[str, Contract]:
+    """The contracts alone, for building Dagster asset specs at import time without reading env."""
+    return {c.name: c for c in (_build(Contract, p, read_yaml(p)) for p in sorted(CONTRACTS_DIR.glob("*.yaml")))}

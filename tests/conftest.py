@@ -1,0 +1,60 @@
+"""Shared fixtures: the sample warehouse is built once per test session, through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def run_refresh(inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`care-outcomes refresh` in a child process, as a user runs it."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_")}
+    full_env.pop("DAGSTER_HOME", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(inbox), "--warehouse", str(warehouse)],
+        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _manifest():
+    from pipelines.dbt_project import ensure_manifest
+
+    ensure_manifest()
+
+
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory):
+    """The bundled sample refreshed into a fresh warehouse; returns (serving file, completed process)."""
+    warehouse = tmp_path_factory.mktemp("sample") / "care_outcomes.duckdb"
+    done = run_refresh(SAMPLE, warehouse)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return warehouse, done
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(sample_build) -> Path:
+    return sample_build[0]
+
+
+@pytest.fixture()
+def serving(sample_warehouse):
+    """A read-only connection to the sample serving file, as a BI tool opens it."""
+    con = duckdb.connect(str(sample_warehouse), read_only=True)
+    yield con
+    con.close()
+
+
+def rows(con, sql: str, params=()) -> list[dict]:
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r)) for r in cursor.fetchall()]

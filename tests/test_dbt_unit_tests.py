@@ -1,0 +1,29 @@
+"""Runs the dbt unit tests (growth edges, yearly total, national worked example) as part of `make test`.
+
+The nightly build excludes unit tests; here they run against a copy of the sample working database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from pipelines.dbt_project import DBT_DIR
+from pipelines.resources import dbt_executable
+
+
+def test_dbt_unit_tests_pass(sample_warehouse, tmp_path):
+    work = sample_warehouse.with_name(sample_warehouse.stem + ".work.duckdb")
+    copy = tmp_path / work.name  # dbt-duckdb names the catalog after the file: views refer to it
+    shutil.copy(work, copy)
+    done = subprocess.run(
+        [dbt_executable(), "test", "--select", "test_type:unit", "--project-dir", str(DBT_DIR), "--profiles-dir",
+         str(DBT_DIR), "--target-path", str(tmp_path / "target")],
+        env={**os.environ, "CARE_OUTCOMES_WORK_DB": str(copy)}, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    for name in ("ips_quarterly_growth_edges", "ips_yearly_total_caseload", "ips_quarterly_national_worked_example",
+                 "ips_yearly_national_means_of_programmes"):
+        assert f"PASS {name.split('_worked')[0]}" in done.stdout or name in done.stdout
+    assert "ERROR=0" in done.stdout and "PASS=" in done.stdout

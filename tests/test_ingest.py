@@ -1,0 +1,110 @@
+"""Ingest without Dagster: encodings, formats, bad input quarantined with a reason, duplicates, idempotency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+
+from pipelines.ingest.load import ingest_contract
+from pipelines.registry import load_registry
+
+HEADER = "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,outflow_successful,outflow_unsuccessful"
+GOOD = "P1,Programma Één,2018,1,100,10,5.5,30,20,5,3,6"
+
+
+@pytest.fixture()
+def inbox(tmp_path) -> Path:
+    (tmp_path / "inbox" / "ips_quarterly").mkdir(parents=True)
+    return tmp_path / "inbox"
+
+
+def ingest(inbox: Path, db: Path | None = None):
+    registry = load_registry(extra_dirs=())
+    con = duckdb.connect(str(db or inbox.parent / "work.duckdb"))
+    try:
+        loads = ingest_contract(con, registry, registry.contracts["ips_quarterly"], inbox, inbox.parent / "quarantine")
+        raw = con.execute("select * from raw.ips_quarterly order by _load_id, _source_row").fetchall()
+        return {l.file_name.split("/")[-1]: l for l in loads}, raw
+    finally:
+        con.close()
+
+
+def write(inbox: Path, name: str, data: bytes | str, encoding: str = "utf-8") -> None:
+    (inbox / "ips_quarterly" / name).write_bytes(data if isinstance(data, bytes) else data.encode(encoding))
+
+
+def test_utf8_bom_cp1252_trailing_blanks_and_spaces_load(inbox):
+    write(inbox, "bom.csv", "\ufeff" + HEADER + "\n" + GOOD + "\n\n\n")
+    write(inbox, "cp1252.csv", HEADER + "\r\n" + GOOD.replace("P1", "P2").replace("Één", "Zuid € Één") + "\r\n", "cp1252")
+    write(inbox, "spaces.csv", HEADER + "\n" + " P3 , Drie ,2018, 1 ,100,,5.5,30,20,5,3,6 \n")
+    loads, raw = ingest(inbox)
+    assert {n: l.status for n, l in loads.items()} == {"bom.csv": "loaded", "cp1252.csv": "loaded", "spaces.csv": "loaded"}
+    names = {r[0]: r[1] for r in raw}
+    assert names == {"P1": "Programma Één", "P2": "Programma Zuid € Één", "P3": "Drie"}
+    p3 = next(r for r in raw if r[0] == "P3")
+    assert p3[5] is None  # empty new_clients stays NULL, not 0
+
+
+def test_generic_xlsx_with_excel_doubles_loads(inbox):
+    book = openpyxl.Workbook()
+    book.active.append(HEADER.split(","))
+    book.active.append(["P1", "Een", 2018.0, 2.0, 100.0, None, 5.5, 30.0, 20.0, 5.0, 3.0, 6.0])
+    book.save(inbox / "ips_quarterly" / "form.xlsx")
+    loads, raw = ingest(inbox)
+    assert loads["form.xlsx"].status == "loaded"
+    assert raw[0][:7] == ("P1", "Een", 2018, 2, 100, None, 5.5)
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("negative.csv", HEADER + "\n" + GOOD.replace(",100,", ",-3,"), ["row 2", "column 'caseload'", "value '-3'", "at least 0"]),
+        ("text.csv", HEADER + "\n" + GOOD.replace(",5.5,", ",vijf,"), ["row 2", "column 'fte'", "value 'vijf'", "not a number"]),
+        ("quarter5.csv", HEADER + "\n" + GOOD.replace("2018,1,", "2018,5,"), ["column 'quarter'", "value '5'", "at most 4"]),
+        ("over.csv", HEADER + "\n" + GOOD.replace(",30,20,", ",130,20,"), ["row 2", "paid_work=130", "caseload=100", "paid work within caseload"]),
+        ("uwv.csv", HEADER + "\n" + GOOD.replace(",30,20,", ",30,40,"), ["paid_work_uwv=40", "UWV paid work within paid work"]),
+        ("future.csv", HEADER + "\n" + GOOD.replace("2018,1,", "2999,1,"), ["column 'year'", "value '2999'", "future"]),
+        ("missing.csv", HEADER.replace(",fte", "") + "\n" + GOOD.replace(",5.5", ""), ["column 'fte'", "missing column"]),
+        ("extra.csv", HEADER + ",remarks\n" + GOOD + ",x", ["column 'remarks'", "unknown column"]),
+        ("semicolon.csv", (HEADER + "\n" + GOOD).replace(",", ";"), ["separated by ';'", "expects ','"]),
+        ("empty.csv", "", ["empty (0 bytes)"]),
+        ("header_only.csv", HEADER + "\n", ["no data rows"]),
+        ("binary.csv", b"\x00\x01\x02PK\x00garbage", ["binary"]),
+        ("truncated.csv", HEADER + "\n" + GOOD + "\nP9,Negen,2018", ["row 3", "Expected Number of Columns"]),
+        ("twice.csv", HEADER + "\n" + GOOD + "\n" + GOOD.replace(",30,", ",31,"), ["rows 2, 3", "same key but different values"]),
+        ("notes.txt.pdf", "not a submission", ["does not match", "*.csv"]),
+    ],
+)
+def test_bad_file_is_quarantined_with_an_actionable_reason(inbox, name, content, expected):
+    write(inbox, "good.csv", HEADER + "\n" + GOOD.replace("P1", "OK"))
+    write(inbox, name, content)
+    loads, raw = ingest(inbox)
+    bad = loads[name]
+    assert bad.status == "quarantined" and bad.rows_loaded == 0
+    assert bad.error.startswith(f"ips_quarterly/{name}: ")
+    for piece in expected:
+        assert piece in bad.error, bad.error
+    assert loads["good.csv"].status == "loaded", "every other file still loads"
+    assert [r[0] for r in raw] == ["OK"], "nothing of the bad file reaches raw"
+    kept = list((inbox.parent / "quarantine").glob(f"*_{name}"))
+    assert len(kept) == 1 and kept[0].read_bytes() == (inbox / "ips_quarterly" / name).read_bytes()
+
+
+def test_byte_identical_file_is_a_duplicate_and_a_second_ingest_adds_nothing(inbox):
+    write(inbox, "a_q1.csv", HEADER + "\n" + GOOD)
+    write(inbox, "b_q1_copy.csv", HEADER + "\n" + GOOD)
+    loads, raw = ingest(inbox)
+    assert loads["b_q1_copy.csv"].status == "duplicate"
+    assert "same bytes as ips_quarterly/a_q1.csv" in loads["b_q1_copy.csv"].error
+    assert len(raw) == 1
+    again, raw_again = ingest(inbox)
+    assert again == {} and raw_again == raw
+
+
+def test_identical_repeated_rows_are_not_a_conflict(inbox):
+    write(inbox, "repeat.csv", HEADER + "\n" + GOOD + "\n" + GOOD)
+    loads, raw = ingest(inbox)
+    assert loads["repeat.csv"].status == "loaded"
