@@ -6,11 +6,22 @@ The nightly build excludes unit tests; here they run against a copy of the sampl
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
 from pipelines.dbt_project import DBT_DIR
 from pipelines.resources import dbt_executable
+
+UNIT_TESTS = [
+    "ips_quarterly_growth_edges",
+    "ips_yearly_total_caseload",
+    "ips_quarterly_national_worked_example",
+    "ips_yearly_national_means_of_programmes",
+    "outflow_by_destination_fills_every_destination",
+    "outflow_summary_counts_shares_median_and_previous_year",
+    "outflow_ladder_ignores_rows_without_both_steps",
+]
 
 
 def test_dbt_unit_tests_pass(sample_warehouse, tmp_path):
@@ -23,7 +34,6 @@ def test_dbt_unit_tests_pass(sample_warehouse, tmp_path):
         env={**os.environ, "CARE_OUTCOMES_WORK_DB": str(copy)}, capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stdout[-3000:]
-    for name in ("ips_quarterly_growth_edges", "ips_yearly_total_caseload", "ips_quarterly_national_worked_example",
-                 "ips_yearly_national_means_of_programmes"):
-        assert f"PASS {name.split('_worked')[0]}" in done.stdout or name in done.stdout
-    assert "ERROR=0" in done.stdout and "PASS=" in done.stdout
+    for name in UNIT_TESTS:
+        assert re.search(rf"PASS \S+::{name}\b", done.stdout), f"unit test {name} did not pass"
+    assert f"PASS={len(UNIT_TESTS)} " in done.stdout and "ERROR=0" in done.stdout

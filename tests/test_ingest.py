@@ -108,3 +108,46 @@ def test_identical_repeated_rows_are_not_a_conflict(inbox):
     write(inbox, "repeat.csv", HEADER + "\n" + GOOD + "\n" + GOOD)
     loads, raw = ingest(inbox)
     assert loads["repeat.csv"].status == "loaded"
+
+
+OUTFLOW_HEADER = "client_id,provider,location,start_date,end_date,destination,ladder_step_start,ladder_step_end"
+
+
+def ingest_outflow(tmp_path, name, content):
+    from pipelines.pseudonymise import hmac_sql, install_key
+
+    inbox = tmp_path / "inbox"
+    (inbox / "outflow").mkdir(parents=True, exist_ok=True)
+    (inbox / "outflow" / name).write_text(content, encoding="utf-8")
+    registry = load_registry(extra_dirs=())
+    con = duckdb.connect(str(tmp_path / "work.duckdb"))
+    install_key(con, b"k")
+    (load,) = ingest_contract(con, registry, registry.contracts["outflow"], inbox, tmp_path / "q", pseudonymise=hmac_sql)
+    con.close()
+    return load
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("SECRET-ID-1,P,Arnhem,2023-05-01,2023-01-01,opleiding,3,5", ["end_date=2023-01-01", "start_date=2023-05-01", "end not before start"]),
+        ("SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,naar de maan,3,5", ["column 'destination'", "value 'naar de maan'", "unknown value"]),
+        ("SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,opleiding,3,7", ["column 'ladder_step_end'", "value '7'", "at most 6"]),
+        ("SECRET-ID-1,P,Arnhem,01-05-2022,2023-01-01,opleiding,3,5", ["column 'start_date'", "not a date (expected yyyy-mm-dd)"]),
+        (",P,Arnhem,2022-05-01,2023-01-01,opleiding,3,5", ["column 'client_id'", "empty, but required"]),
+    ],
+)
+def test_bad_outflow_rows_are_quarantined_without_showing_the_client_id(tmp_path, line, expected):
+    load = ingest_outflow(tmp_path, "export.csv", OUTFLOW_HEADER + "\n" + line + "\n")
+    assert load.status == "quarantined"
+    for piece in expected:
+        assert piece in load.error, load.error
+    assert "SECRET-ID" not in load.error
+
+
+def test_duplicate_deregistration_reason_hides_the_client_id(tmp_path):
+    rows_ = ["SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,opleiding,3,5", "SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,pensioen,3,"]
+    load = ingest_outflow(tmp_path, "export.csv", "\n".join([OUTFLOW_HEADER, *rows_]) + "\n")
+    assert load.status == "quarantined"
+    assert "rows 2, 3 have the same key but different values" in load.error
+    assert "SECRET-ID" not in load.error and "(hidden)" in load.error

@@ -169,6 +169,11 @@ def _checks(contract: Contract, source: Source) -> list[tuple[str, str, str]]:
     return checks
 
 
+def _shown(column: str, contract: Contract, table: str = "") -> str:
+    """A column's value as text for a problem message; pseudonymised columns (client ids) never shown."""
+    return "'(hidden)'" if column in contract.pseudonymise else f"cast({table}{q(column)} as varchar)"
+
+
 def _rule_columns(contract: Contract, check: str) -> list[str]:
     return [c.name for c in contract.columns if re.search(rf"\b{re.escape(c.name)}\b", check)]
 
@@ -177,14 +182,16 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
     """Every broken cell and rule of the file, the first few in row order, and how many there are."""
     parts = []
     for column, condition, rule in _checks(contract, source):
+        # a pseudonymised value (client id) must never reach audit.file_loads: the row number finds it
+        value = _shown(column, contract, "t.")
         parts.append(
-            f"select t._row as row_no, {lit(column)} as col, t.{q(column)} as val, {lit(rule)} as rule "
+            f"select t._row as row_no, {lit(column)} as col, {value} as val, {lit(rule)} as rule "
             f"from _text t join _typed y using (_row) where {condition}"
         )
     for rule in contract.rules:
         columns = _rule_columns(contract, rule.check)
         known = " and ".join(f"y.{q(c)} is not null" for c in columns) or "true"
-        values = " || ', ' || ".join(f"'{c}=' || cast(y.{q(c)} as varchar)" for c in columns) or "''"
+        values = " || ', ' || ".join(f"'{c}=' || {_shown(c, contract, 'y.')}" for c in columns) or "''"
         parts.append(
             f"select y._row, {lit(', '.join(columns))}, {values}, {lit('breaks rule: ' + rule.name + ' (' + rule.check + ')')} "
             f"from _typed y where {known} and not ({rule.check})"
@@ -193,7 +200,7 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
     others = ", ".join(q(c.name) for c in contract.columns)
     parts.append(
         f"select min(_row), {lit(', '.join(contract.key))}, "
-        f"concat_ws(', ', {', '.join('cast(' + q(k) + ' as varchar)' for k in contract.key)}), "
+        f"concat_ws(', ', {', '.join(_shown(k, contract) for k in contract.key)}), "
         f"'rows ' || string_agg(cast(_row as varchar), ', ' order by _row) || ' have the same key but different values' "
         f"from _typed where {' and '.join(q(k) + ' is not null' for k in contract.key)} "
         f"group by {key} having count(distinct md5(cast(row({others}) as varchar))) > 1"
