@@ -169,12 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
     args = parser.parse_args(argv)
 
+    from pipelines.dbt_project import DbtParseError
     from pipelines.pseudonymise import MissingKey
     from pipelines.registry import RegistryError
 
     try:
         report = refresh(args.inbox, args.warehouse, args.verbose)
-    except (RefreshFailed, MissingKey, RegistryError) as exc:
+    except (RefreshFailed, MissingKey, RegistryError, DbtParseError) as exc:
         print(f"refresh failed: {exc}", file=sys.stderr)
         return 2
     for line in report.lines():

@@ -17,6 +17,10 @@ dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 dbt_project.prepare_if_dev()
 
 
+class DbtParseError(Exception):
+    """The dbt project does not parse; the message carries dbt's own error."""
+
+
 def manifest_is_stale() -> bool:
     manifest = dbt_project.manifest_path
     if not manifest.exists():
@@ -36,4 +40,6 @@ def ensure_manifest() -> None:
         env=env, capture_output=True, text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{done.stdout}{done.stderr}")
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        error = next((i for i, line in enumerate(lines) if "Error" in line), max(len(lines) - 3, 0))
+        raise DbtParseError("dbt parse failed: " + " ".join(" ".join(lines[error:error + 4]).split()))

@@ -10,6 +10,7 @@ value mapping. Adding a care system is adding a source YAML; no Python changes.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -53,9 +54,16 @@ class Contract(_Strict):
     name: str
     description: str
     key: tuple[str, ...]
+    key_repeats: Literal["when_different", "never"] = Field(
+        "when_different", description="when_different: identical repeated rows are tolerated; never: any repeat of a key is rejected"
+    )
     columns: tuple[ContractColumn, ...]
     rules: tuple[ContractRule, ...] = ()
     pseudonymise: tuple[str, ...] = ()
+    references: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> CSV path relative to the project root; rules can query it as table ref_<name>",
+    )
 
     @property
     def raw_table(self) -> str:
@@ -88,6 +96,10 @@ class Source(_Strict):
     columns: dict[str, str] = Field(default_factory=dict, description="file header -> contract column")
     values: dict[str, dict[str, str]] = Field(default_factory=dict, description="contract column -> {file label: code}")
     ignore_columns: tuple[str, ...] = ()
+    null_values: tuple[str, ...] = Field((), description="cell texts that mean 'empty', e.g. nvt (case-insensitive)")
+    file_name_pattern: str | None = Field(
+        None, description="regular expression with named groups giving contract columns from the file name"
+    )
     description: str | None = None
     path: str | None = Field(None, description="the YAML file this source came from")
 
@@ -122,6 +134,14 @@ def _build(model: type[BaseModel], path: Path, data: dict):
         raise RegistryError(f"{path}: {problems}") from None
 
 
+def _check_contract(contract: Contract, path: Path) -> None:
+    from pipelines.settings import PROJECT_ROOT
+
+    for name, csv in contract.references.items():
+        if not (PROJECT_ROOT / csv).is_file():
+            raise RegistryError(f"{path}: reference '{name}' points to {csv}, which does not exist")
+
+
 def _check_source(source: Source, contracts: dict[str, Contract], path: Path) -> None:
     contract = contracts.get(source.contract)
     if contract is None:
@@ -133,6 +153,14 @@ def _check_source(source: Source, contracts: dict[str, Contract], path: Path) ->
     for column in source.values:
         if column not in names:
             raise RegistryError(f"{path}: value mapping for unknown column '{column}' of contract '{contract.name}'")
+    if source.file_name_pattern is not None:
+        try:
+            groups = re.compile(source.file_name_pattern).groupindex
+        except re.error as exc:
+            raise RegistryError(f"{path}: file_name_pattern is not a valid regular expression: {exc}") from None
+        unknown = [g for g in groups if g not in names]
+        if unknown or not groups:
+            raise RegistryError(f"{path}: file_name_pattern needs named groups that are contract columns (unknown: {unknown})")
     if len(source.delimiter) != 1:
         raise RegistryError(f"{path}: delimiter must be one character, got {source.delimiter!r}")
 
@@ -148,6 +176,7 @@ def load_registry(extra_dirs: tuple[Path, ...] | None = None) -> Registry:
     contracts: dict[str, Contract] = {}
     for path in sorted(CONTRACTS_DIR.glob("*.yaml")):
         contract = _build(Contract, path, read_yaml(path))
+        _check_contract(contract, path)
         contracts[contract.name] = contract
     sources: dict[str, Source] = {}
     folders: dict[str, Path] = {}

@@ -12,7 +12,7 @@ KEY = {"CARE_OUTCOMES_PSEUDONYM_KEY": "test-key"}
 def test_sample_refresh_prints_a_summary(sample_build):
     warehouse, done = sample_build
     out = done.stdout
-    assert "files:     19 loaded (247 rows), 0 quarantined, 0 duplicate" in out
+    assert "files:     25 loaded (451 rows), 0 quarantined, 0 duplicate" in out
     assert "ips_quarterly 47" in out and "ips_yearly_national 2" in out and "outflow_summary 4" in out
     assert "checks:" in out and " 0 failed" in out
     assert f"published: {warehouse}" in out
@@ -25,7 +25,7 @@ def test_serving_file_holds_marts_and_audit(serving):
                  "marts.ips_benchmark", "audit.file_loads", "audit.check_results"):
         assert (name,) in tables
     statuses = serving.execute("select status, count(*) from audit.file_loads group by all").fetchall()
-    assert statuses == [("loaded", 19)]
+    assert statuses == [("loaded", 25)]
     columns = [r[0] for r in serving.execute("describe audit.file_loads").fetchall()]
     assert columns[1:] == ["file_name", "source", "status", "rows_loaded", "error", "sha256", "loaded_at"]
     failed = serving.execute("select count(*) from audit.check_results where not passed").fetchall()[0][0]

@@ -21,6 +21,8 @@ UNIT_TESTS = [
     "outflow_by_destination_fills_every_destination",
     "outflow_summary_counts_shares_median_and_previous_year",
     "outflow_ladder_ignores_rows_without_both_steps",
+    "fidelity_totals_bands_at_the_edges",
+    "fidelity_items_national_mean_uses_latest_assessments",
 ]
 
 

@@ -151,3 +151,62 @@ def test_duplicate_deregistration_reason_hides_the_client_id(tmp_path):
     assert load.status == "quarantined"
     assert "rows 2, 3 have the same key but different values" in load.error
     assert "SECRET-ID" not in load.error and "(hidden)" in load.error
+
+
+FIDELITY_HEADER = "program_id,assessment_date,item_code,score_ips_a,score_ips_o"
+
+
+def ingest_fidelity(tmp_path, folder, name, content: bytes | str):
+    inbox = tmp_path / "inbox"
+    (inbox / folder).mkdir(parents=True, exist_ok=True)
+    (inbox / folder / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    registry = load_registry(extra_dirs=())
+    con = duckdb.connect(str(tmp_path / "work.duckdb"))
+    (load,) = ingest_contract(con, registry, registry.contracts["ips_fidelity"], inbox, tmp_path / "q")
+    raw = con.execute("select program_id, assessment_date, item_code, score_ips_a, score_ips_o from raw.ips_fidelity order by item_code").fetchall()
+    con.close()
+    return load, raw
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        (["P,2018-01-01,BG99,3,3"], ["item_code=BG99", "item code in the fidelity item catalogue"]),
+        (["P,2018-01-01,BG2,7,3"], ["column 'score_ips_a'", "value '7'", "at most 5"]),
+        (["P,2018-01-01,BG2,0,3"], ["column 'score_ips_a'", "value '0'", "at least 1"]),
+        (["P,2018-01-01,BG1b,4,4"], ["item_code=BG1b", "score_ips_a=4", "IPS-A score only on an item of the IPS-A scale"]),
+        (["P,2018-01-01,BG10,4,4"], ["score_ips_o=4", "IPS-O score only on an item of the IPS-O scale"]),
+        (["P,2018-01-01,BG2,4,4", "P,2018-01-01,BG2,4,4"], ["rows 3, 4 repeat the same key"]),
+        (["P,2018-01-01,BG2,vier,4"], ["value 'vier'", "not a whole number"]),
+    ],
+)
+def test_bad_fidelity_assessment_is_quarantined(tmp_path, lines, expected):
+    load, raw = ingest_fidelity(tmp_path, "ips_fidelity", "p.csv", "\n".join([FIDELITY_HEADER, "P,2018-01-01,BG6,4,4", *lines]) + "\n")
+    assert load.status == "quarantined" and raw == []
+    for piece in expected:
+        assert piece in load.error, load.error
+
+
+def test_dutch_fidelity_form_takes_programme_and_date_from_the_file_name(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Scores"
+    sheet.append(["Onderdeel", "Item", "Omschrijving", "Score IPS-A", "Score IPS-O"])
+    sheet.append(["Begeleiding", "BG2", "Openheid", 5, "nvt"])
+    sheet.append(["Begeleiding", "BG1a", "Steun bij inkomsten bij IPS-A", 4, "n.v.t."])
+    path = tmp_path / "form.xlsx"
+    book.save(path)
+    load, raw = ingest_fidelity(tmp_path, "ips_fidelity_formulier", "ZUID_2019-03-31.xlsx", path.read_bytes())
+    assert load.status == "loaded", load.error
+    assert [(r[0], str(r[1]), r[2], r[3], r[4]) for r in raw] == [("ZUID", "2019-03-31", "BG1a", 4, None), ("ZUID", "2019-03-31", "BG2", 5, None)]
+
+
+def test_dutch_fidelity_form_with_an_unexpected_name_is_quarantined(tmp_path):
+    book = openpyxl.Workbook()
+    book.active.title = "Scores"
+    book.active.append(["Item", "Score IPS-A", "Score IPS-O"])
+    path = tmp_path / "form.xlsx"
+    book.save(path)
+    load, _ = ingest_fidelity(tmp_path, "ips_fidelity_formulier", "meting zuid.xlsx", path.read_bytes())
+    assert load.status == "quarantined"
+    assert "value 'meting zuid.xlsx'" in load.error and "the file name does not match" in load.error

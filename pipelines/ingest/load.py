@@ -117,7 +117,7 @@ def decide(con, path: Path, file_name: str, source: Source, contract: Contract, 
         if not any(fnmatch.fnmatch(path.name.lower(), p.lower()) for p in source.patterns):
             raise Unreadable(f"file name does not match this source's patterns ({', '.join(source.patterns)})")
         header = read_cells(con, path, source)
-        rows = validate(con, header, contract, source)
+        rows = validate(con, header, contract, source, path.name)
     except (Unreadable, Rejected) as exc:
         reason = f"{file_name}: {exc}"
         _quarantine(path, sha, quarantine_dir)

@@ -60,8 +60,19 @@ def _norm(header: str) -> str:
     return " ".join(header.split()).casefold()
 
 
-def map_header(header: list[str], contract: Contract, source: Source) -> dict[str, int]:
+def file_name_values(file_name: str, source: Source) -> dict[str, str]:
+    """Contract values the source takes from the file name (e.g. programme and assessment date of a form)."""
+    if source.file_name_pattern is None:
+        return {}
+    match = re.fullmatch(source.file_name_pattern, file_name)
+    if match is None:
+        raise Rejected([Problem(None, None, file_name, f"the file name does not match {source.file_name_pattern!r}")])
+    return {k: v for k, v in match.groupdict().items() if v is not None}
+
+
+def map_header(header: list[str], contract: Contract, source: Source, constants: dict[str, str] | None = None) -> dict[str, int]:
     """Contract column -> position in the file; Rejected when a column is missing, unknown or doubled."""
+    constants = constants or {}
     lookup = {_norm(k): v for k, v in source.columns.items()}
     lookup.update({_norm(c.name): c.name for c in contract.columns if _norm(c.name) not in lookup})
     ignored = {_norm(h) for h in source.ignore_columns}
@@ -81,7 +92,7 @@ def map_header(header: list[str], contract: Contract, source: Source) -> dict[st
         else:
             positions[column] = i
     for column in contract.columns:
-        if column.name not in positions and not column.optional_column:
+        if column.name not in positions and column.name not in constants and not column.optional_column:
             label = next((k for k, v in source.columns.items() if v == column.name), column.name)
             problems.append(Problem(1, label, None, "missing column"))
     if problems:
@@ -121,8 +132,11 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def build_typed(con: duckdb.DuckDBPyConnection, contract: Contract, source: Source, positions: dict[str, int]) -> None:
+def build_typed(con: duckdb.DuckDBPyConnection, contract: Contract, source: Source, positions: dict[str, int],
+                constants: dict[str, str] | None = None) -> None:
     """Create ``_text`` (trimmed, value-mapped text) and ``_typed`` (cast) from ``_cells``."""
+    constants = constants or {}
+    empty = ", ".join(lit(v.casefold()) for v in ("", *source.null_values))
     con.execute("create or replace temp table _value_map (col varchar, label varchar, code varchar)")
     mapping_rows = [
         (column, _norm(label), code) for column, labels in source.values.items() for label, code in labels.items()
@@ -131,10 +145,14 @@ def build_typed(con: duckdb.DuckDBPyConnection, contract: Contract, source: Sour
         con.executemany("insert into _value_map values (?, ?, ?)", mapping_rows)
     texts = []
     for column in contract.columns:
+        if column.name in constants:
+            texts.append(f"{lit(constants[column.name])} as {q(column.name)}")
+            continue
         if column.name not in positions:
             texts.append(f"cast(null as varchar) as {q(column.name)}")
             continue
-        cell = f"nullif(trim(c{positions[column.name]}), '')"
+        raw = f"trim(c{positions[column.name]})"
+        cell = f"case when lower({raw}) in ({empty}) then null else {raw} end"
         if column.name in source.values:
             cell = (
                 f"coalesce((select m.code from _value_map m where m.col = {lit(column.name)} "
@@ -198,12 +216,16 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
         )
     key = ", ".join(q(k) for k in contract.key)
     others = ", ".join(q(c.name) for c in contract.columns)
+    if contract.key_repeats == "never":
+        repeated, what = "count(*) > 1", "repeat the same key"
+    else:
+        repeated, what = f"count(distinct md5(cast(row({others}) as varchar))) > 1", "have the same key but different values"
     parts.append(
         f"select min(_row), {lit(', '.join(contract.key))}, "
         f"concat_ws(', ', {', '.join(_shown(k, contract) for k in contract.key)}), "
-        f"'rows ' || string_agg(cast(_row as varchar), ', ' order by _row) || ' have the same key but different values' "
+        f"'rows ' || string_agg(cast(_row as varchar), ', ' order by _row) || {lit(' ' + what)} "
         f"from _typed where {' and '.join(q(k) + ' is not null' for k in contract.key)} "
-        f"group by {key} having count(distinct md5(cast(row({others}) as varchar))) > 1"
+        f"group by {key} having {repeated}"
     )
     union = " union all ".join(parts)
     total = con.execute(f"select count(*) from ({union})").fetchall()[0][0]
@@ -213,10 +235,24 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
     return [Problem(r[0], r[1], r[2], r[3]) for r in rows], total
 
 
-def validate(con: duckdb.DuckDBPyConnection, header: list[str], contract: Contract, source: Source) -> int:
+def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """Make each reference CSV of the contract (e.g. the fidelity item catalogue seed) a temp table ref_<name>."""
+    from pipelines.settings import PROJECT_ROOT
+
+    for name, csv in contract.references.items():
+        con.execute(
+            f"create or replace temp table {q('ref_' + name)} as select * from read_csv(?, header = true)",
+            [str(PROJECT_ROOT / csv)],
+        )
+
+
+def validate(con: duckdb.DuckDBPyConnection, header: list[str], contract: Contract, source: Source,
+             file_name: str = "") -> int:
     """Build ``_typed`` or raise Rejected. Returns the number of data rows."""
-    positions = map_header(header, contract, source)
-    build_typed(con, contract, source, positions)
+    constants = file_name_values(file_name, source)
+    positions = map_header(header, contract, source, constants)
+    load_references(con, contract)
+    build_typed(con, contract, source, positions, constants)
     problems, total = find_problems(con, contract, source)
     if problems:
         raise Rejected(problems, total)
