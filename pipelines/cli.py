@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import logging
 import os
 import sys
-from contextlib import contextmanager, nullcontext, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class RefreshReport:
     rows_per_mart: dict[str, int] = field(default_factory=dict)
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    checks_warned: list[str] = field(default_factory=list)
     published: bool = False
     failure: str | None = None
 
@@ -44,9 +46,12 @@ class RefreshReport:
             out.append(f"  duplicate: {name}: {error}")
         if self.rows_per_mart:
             out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.rows_per_mart.items()))
-        out.append(f"checks:    {self.checks_passed + len(self.checks_failed)} run, {len(self.checks_failed)} failed")
+        run = self.checks_passed + len(self.checks_failed) + len(self.checks_warned)
+        out.append(f"checks:    {run} run, {len(self.checks_failed)} failed, {len(self.checks_warned)} warnings")
         for failed in self.checks_failed:
             out.append(f"  failed: {failed}")
+        for warned in self.checks_warned:
+            out.append(f"  warning: {warned}")
         out.append(f"run log:   {self.log_file}")
         if self.published:
             out.append(f"published: {self.paths.warehouse} (Parquet: {self.paths.parquet_dir})")
@@ -65,6 +70,22 @@ def single_writer(paths: Paths):
         except BlockingIOError:
             raise RefreshFailed(f"another refresh is writing {paths.warehouse} (lock {paths.lock_file})") from None
         yield
+
+
+@contextmanager
+def quiet(log, verbose: bool):
+    """Dagster's and dbt's own lines (dagster-dbt re-emits every dbt line on stdout) go to the run log."""
+    if verbose:
+        yield
+        return
+    handlers = [h for h in logging.getLogger("dagster").handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.setStream(log) for h in handlers]
+    try:
+        with redirect_stdout(log), redirect_stderr(log):
+            yield
+    finally:
+        for handler, stream in zip(handlers, streams):
+            handler.setStream(stream)
 
 
 def _max_load_id(paths: Paths) -> int:
@@ -99,13 +120,16 @@ def _new_loads(paths: Paths, after: int) -> list[tuple]:
 
 
 def _check_label(evaluation) -> str:
+    """'<table>: <check> (<severity>): <what failed, with example rows>' for the summary."""
     meta = evaluation.metadata or {}
-    detail = ""
-    for key in ("failing_rows", "unexpected", "failed", "dagster_dbt/failed_row_count"):
-        if key in meta:
-            detail = f" ({key}: {getattr(meta[key], 'value', meta[key])})"
-            break
-    return f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name}{detail}"
+    if evaluation.description:
+        detail = evaluation.description
+    elif "dagster_dbt/failed_row_count" in meta:
+        detail = f"{meta['dagster_dbt/failed_row_count'].value} failing rows"
+    else:
+        detail = "failed"
+    severity = evaluation.severity.value if evaluation.severity else "ERROR"
+    return f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name} ({severity}): {detail}"
 
 
 def _step_failure(result) -> str | None:
@@ -117,11 +141,12 @@ def _step_failure(result) -> str | None:
     return None
 
 
-def refresh(inbox: str | None = None, warehouse: str | None = None, verbose: bool = False) -> RefreshReport:
+def refresh(inbox: str | None = None, warehouse: str | None = None, verbose: bool = False,
+            dbt_project_dir: str | None = None) -> RefreshReport:
     """Run ingest, dbt build, checks and publish once; return what happened."""
     from dagster import DagsterInstance
 
-    from pipelines.dbt_project import ensure_manifest
+    from pipelines.dbt_project import dbt_project_for, ensure_manifest
     from pipelines.pseudonymise import require_key_for
 
     paths = resolve_paths(inbox, warehouse)
@@ -131,21 +156,26 @@ def refresh(inbox: str | None = None, warehouse: str | None = None, verbose: boo
     require_key_for(paths.inbox)
     with single_writer(paths):
         ensure_manifest()
-        from pipelines.definitions import defs
+        if dbt_project_dir:
+            ensure_manifest(dbt_project_for(Path(dbt_project_dir).resolve()))
+        from pipelines.definitions import build_defs, defs
         from pipelines.jobs import REFRESH_JOB_NAME
+
+        if dbt_project_dir:
+            defs = build_defs(Path(dbt_project_dir).resolve())
 
         before = _max_load_id(paths)
         job = defs.resolve_job_def(REFRESH_JOB_NAME)
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-        run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
         report.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with report.log_file.open("w", encoding="utf-8") as log, (nullcontext() if verbose else redirect_stdout(log)):
-            # dagster-dbt re-emits every dbt log line on stdout: keep it in the run log, not on the terminal
-            result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+        with report.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
+            result = job.execute_in_process(instance=instance, raise_on_error=False)
         report.files = _new_loads(paths, before)
         for evaluation in result.get_asset_check_evaluations():
             if evaluation.passed:
                 report.checks_passed += 1
+            elif evaluation.severity and evaluation.severity.value == "WARN":
+                report.checks_warned.append(_check_label(evaluation))
             else:
                 report.checks_failed.append(_check_label(evaluation))
         materialized = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
@@ -167,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--inbox", help="inbox folder (default: $CARE_OUTCOMES_INBOX or data/sample)")
     run.add_argument("--warehouse", help="serving DuckDB file (default: $CARE_OUTCOMES_WAREHOUSE or warehouse/care_outcomes.duckdb)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
+    run.add_argument("--dbt-project", metavar="DIR", help="build with another copy of the dbt project (developing models)")
     args = parser.parse_args(argv)
 
     from pipelines.dbt_project import DbtParseError
@@ -174,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.registry import RegistryError
 
     try:
-        report = refresh(args.inbox, args.warehouse, args.verbose)
+        report = refresh(args.inbox, args.warehouse, args.verbose, args.dbt_project)
     except (RefreshFailed, MissingKey, RegistryError, DbtParseError) as exc:
         print(f"refresh failed: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 from dagster_dbt import DbtProject
 
@@ -12,31 +13,36 @@ from pipelines.settings import PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt"
 
-dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-# `dagster dev` re-parses on start so edited models show up; everything else uses ensure_manifest().
-dbt_project.prepare_if_dev()
-
 
 class DbtParseError(Exception):
     """The dbt project does not parse; the message carries dbt's own error."""
 
 
-def manifest_is_stale() -> bool:
-    manifest = dbt_project.manifest_path
+def dbt_project_for(project_dir: Path = DBT_DIR) -> DbtProject:
+    """A dbt project (the repository's, or a copy while developing models) with its profiles beside it."""
+    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR)
+    # `dagster dev` re-parses on start so edited models show up; everything else uses ensure_manifest()
+    project.prepare_if_dev()
+    return project
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    manifest = project.manifest_path
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    sources = [p for p in DBT_DIR.rglob("*") if p.is_file() and "target" not in p.parts and "logs" not in p.parts]
-    return any(p.stat().st_mtime > built for p in sources)
+    files = [p for p in Path(project.project_dir).rglob("*") if p.is_file() and not {"target", "logs"} & set(p.parts)]
+    return any(p.stat().st_mtime > built for p in files)
 
 
-def ensure_manifest() -> None:
+def ensure_manifest(project: DbtProject | None = None) -> None:
     """Run `dbt parse` when the manifest is missing or older than any file of the dbt project."""
-    if not manifest_is_stale():
+    project = project or dbt_project_for()
+    if not manifest_is_stale(project):
         return
     env = {**os.environ, "CARE_OUTCOMES_WORK_DB": os.environ.get("CARE_OUTCOMES_WORK_DB", ":memory:")}
     done = subprocess.run(
-        [dbt_executable(), "parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--quiet"],
+        [dbt_executable(), "parse", "--project-dir", str(project.project_dir), "--profiles-dir", str(project.profiles_dir), "--quiet"],
         env=env, capture_output=True, text=True,
     )
     if done.returncode != 0:

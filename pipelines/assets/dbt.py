@@ -1,14 +1,12 @@
 """The dbt models as Dagster assets: staging -> intermediate -> marts, with dbt tests as asset checks."""
 
-
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.assets.ingest import WAREHOUSE_POOL
-from pipelines.dbt_project import dbt_project
 from pipelines.resources import WarehouseResource
 
 
@@ -31,17 +29,20 @@ class CareOutcomesTranslator(DagsterDbtTranslator):
 BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=CareOutcomesTranslator(),
-    pool=WAREHOUSE_POOL,
-)
-def care_outcomes_dbt(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """dbt build of every model and data test, streamed into Dagster events."""
-    with warehouse.dbt_env():
-        yield from dbt.cli(BUILD_ARGS, context=context).stream()
+def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=CareOutcomesTranslator(),
+        pool=WAREHOUSE_POOL,
+    )
+    def care_outcomes_dbt(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        """dbt build of every seed, model and data test, streamed into Dagster events."""
+        with warehouse.dbt_env():
+            yield from dbt.cli(BUILD_ARGS, context=context).stream()
+
+    return care_outcomes_dbt
 
 
-def mart_keys() -> list[AssetKey]:
-    return [key for key in care_outcomes_dbt.keys if key.path[0] == "marts"]
+def mart_keys(dbt_assets_def: AssetsDefinition) -> list[AssetKey]:
+    return [key for key in dbt_assets_def.keys if key.path[0] == "marts"]

@@ -6,7 +6,6 @@ import json
 
 from dagster import AssetExecutionContext, AssetKey, DagsterEventType, MaterializeResult, MetadataValue, asset
 
-from pipelines.assets.dbt import mart_keys
 from pipelines.assets.ingest import WAREHOUSE_POOL
 from pipelines.publish import publish, record_check_results
 from pipelines.resources import WarehouseResource
@@ -38,26 +37,31 @@ def check_rows(context: AssetExecutionContext) -> list[tuple]:
     return rows
 
 
-@asset(
-    key=AssetKey(["serving", "care_outcomes"]),
-    deps=mart_keys(),
-    group_name="serving",
-    kinds={"duckdb", "parquet"},
-    description="The serving file BI tools read (CARE_OUTCOMES_WAREHOUSE): schema marts, audit.file_loads and "
-    "audit.check_results, replaced atomically; plus one Parquet file per mart beside it.",
-    pool=WAREHOUSE_POOL,
-)
-def serving_file(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-    paths = warehouse.paths()
-    rows = check_rows(context)
-    with warehouse.connect() as con:
-        record_check_results(con, context.run_id, rows)
-        counts = publish(con, paths, context.run_id)
-    return MaterializeResult(
-        metadata={
-            "path": MetadataValue.path(str(paths.warehouse)),
-            "parquet": MetadataValue.path(str(paths.parquet_dir)),
-            "rows_per_mart": MetadataValue.json(counts),
-            "checks_recorded": len(rows),
-        }
+def build_serving_asset(marts: list[AssetKey]):
+    """The serving file, downstream of every mart (and so of every blocking check on them)."""
+
+    @asset(
+        key=AssetKey(["serving", "care_outcomes"]),
+        deps=marts,
+        group_name="serving",
+        kinds={"duckdb", "parquet"},
+        description="The serving file BI tools read (CARE_OUTCOMES_WAREHOUSE): schema marts, audit.file_loads and "
+        "audit.check_results, replaced atomically; plus one Parquet file per mart beside it.",
+        pool=WAREHOUSE_POOL,
     )
+    def serving_file(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        paths = warehouse.paths()
+        rows = check_rows(context)
+        with warehouse.connect() as con:
+            record_check_results(con, context.run_id, rows)
+            counts = publish(con, paths, context.run_id)
+        return MaterializeResult(
+            metadata={
+                "path": MetadataValue.path(str(paths.warehouse)),
+                "parquet": MetadataValue.path(str(paths.parquet_dir)),
+                "rows_per_mart": MetadataValue.json(counts),
+                "checks_recorded": len(rows),
+            }
+        )
+
+    return serving_file

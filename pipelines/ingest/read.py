@@ -96,15 +96,18 @@ def _header(path: Path, delimiter: str) -> list[str]:
     return header
 
 
-_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)\s*\nOriginal Line: (.*?)\n(.*?)\n", re.S)
+_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)\s*\nOriginal Line: ([^\n]*)\n(.*)", re.S)
 
 
 def _csv_error(exc: duckdb.Error) -> str:
+    """DuckDB's CSV error as one line: the row, what is wrong with it, and how it reads."""
     match = _CSV_ERROR.search(str(exc))
     if not match:
         return f"cannot be read as CSV: {str(exc).splitlines()[0]}"
-    line, original, problem = match.groups()
-    problem = " ".join(problem.split()) or "malformed line"
+    line, original, rest = match.groups()
+    problem = next((l.strip() for l in rest.splitlines() if l.strip()), "")
+    if not problem or problem.startswith("Possible fixes"):
+        problem = "malformed line"
     return f"row {line}: {problem} (line reads {original[:80]!r})"
 
 

@@ -1,0 +1,54 @@
+"""Great Expectations suites (data_quality/) as Dagster asset checks on the raw tables and marts.
+
+Blocking suites fail with severity ERROR and stop everything downstream, the publish included;
+the others warn. Each check reads the working database read-only after its table was built.
+"""
+
+import json
+
+import duckdb
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
+
+from data_quality.runner import MAX_SAMPLES, Suite
+from data_quality.suites import ALL_SUITES
+from pipelines.resources import WarehouseResource
+
+
+def build_check(suite: Suite):
+    @asset_check(
+        asset=AssetKey(list(suite.asset)),
+        name=f"gx_{suite.name}",
+        description=f"Great Expectations suite {suite.name}: {suite.description}",
+        blocking=suite.blocking,
+    )
+    def _check(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
+        from data_quality.runner import run_suite
+
+        with warehouse.connect(read_only=True) as con:
+            try:
+                outcome = run_suite(con, suite)
+            except duckdb.Error as exc:
+                return AssetCheckResult(
+                    passed=False,
+                    severity=AssetCheckSeverity.ERROR if suite.blocking else AssetCheckSeverity.WARN,
+                    description=f"suite {suite.name} could not read its data: {str(exc).splitlines()[0]}",
+                )
+        failing = [{"expectation": f["expectation"], "rows": f["unexpected_count"], "examples": f["examples"][:MAX_SAMPLES]}
+                   for f in outcome.failures]
+        return AssetCheckResult(
+            passed=outcome.success,
+            severity=AssetCheckSeverity.ERROR if suite.blocking else AssetCheckSeverity.WARN,
+            description=outcome.summary()[:1000],
+            metadata={
+                "evaluated_expectations": outcome.evaluated,
+                "successful_expectations": outcome.passed,
+                "failing_rows": MetadataValue.json(json.loads(json.dumps(failing, default=str))),
+            },
+        )
+
+    _check.__name__ = f"gx_{suite.name}"
+    return _check
+
+
+def gx_checks() -> list:
+    return [build_check(suite) for suite in ALL_SUITES]
