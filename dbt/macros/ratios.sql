@@ -10,3 +10,9 @@
 {% macro growth(current, previous) -%}
     {{ safe_divide('(' ~ current ~ ') - (' ~ previous ~ ')', previous) }}
 {%- endmacro %}
+
+{#- The mean of a column, ignoring NULLs. Summed as DECIMAL: an exact sum does not depend on the
+    order a parallel engine adds the rows in, so the same inbox always gives bit-identical marts. -#}
+{% macro mean(expression) -%}
+    cast(avg(cast({{ expression }} as decimal(38, 18))) as {{ type_double() }})
+{%- endmacro %}

@@ -8,8 +8,8 @@ national as (
     -- per item, the mean over every programme's latest assessment (not applicable = NULL, ignored)
     select
         item_code,
-        avg(score_ips_a) as national_mean_ips_a,
-        avg(score_ips_o) as national_mean_ips_o
+        {{ mean("score_ips_a") }} as national_mean_ips_a,
+        {{ mean("score_ips_o") }} as national_mean_ips_o
     from scores
     where is_latest_assessment
     group by item_code

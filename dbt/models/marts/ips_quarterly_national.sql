@@ -20,9 +20,9 @@ final as (
         {%- for metric in ips_quarterly_metrics() %}
         {%- if metric == 'clients_per_fte' %}
         -- as published: mean caseload / mean FTE, not the mean of the programmes' ratios
-        {{ safe_divide('avg(caseload)', 'avg(fte)') }} as clients_per_fte,
+        {{ safe_divide(mean('caseload'), mean('fte')) }} as clients_per_fte,
         {%- else %}
-        avg({{ metric }}) as {{ metric }},
+        {{ mean(metric) }} as {{ metric }},
         {%- endif %}
         {%- endfor %}
         {{ spread | join(',\n        ') }}

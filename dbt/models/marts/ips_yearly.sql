@@ -24,7 +24,7 @@ yearly as (
                            else quarterly.new_clients end)
         end as total_caseload_sum,
         {%- for metric in ips_quarterly_metrics() %}
-        avg(quarterly.{{ metric }}) as avg_{{ metric }}{{ "," if not loop.last }}
+        {{ mean("quarterly." ~ metric) }} as avg_{{ metric }}{{ "," if not loop.last }}
         {%- endfor %}
     from quarterly
     inner join first_quarter

@@ -8,9 +8,9 @@ final as (
     select
         year,
         count(*) as n_programs,
-        avg(total_caseload) as total_caseload,
+        {{ mean("total_caseload") }} as total_caseload,
         {%- for metric in ips_quarterly_metrics() %}
-        avg(avg_{{ metric }}) as avg_{{ metric }}{{ "," if not loop.last }}
+        {{ mean("avg_" ~ metric) }} as avg_{{ metric }}{{ "," if not loop.last }}
         {%- endfor %}
     from yearly
     group by year
