@@ -12,6 +12,7 @@ from pipelines.assets.serving import build_serving_asset
 from pipelines.dbt_project import DBT_DIR, dbt_project_for
 from pipelines.jobs import refresh_job
 from pipelines.resources import WarehouseResource, dbt_executable
+from pipelines.schedules import inbox_sensor, nightly_refresh
 
 
 def build_defs(dbt_project_dir: Path = DBT_DIR) -> Definitions:
@@ -22,6 +23,8 @@ def build_defs(dbt_project_dir: Path = DBT_DIR) -> Definitions:
         assets=[*ingest_assets(), dbt_models, build_serving_asset(mart_keys(dbt_models))],
         asset_checks=gx_checks(),
         jobs=[refresh_job],
+        schedules=[nightly_refresh],
+        sensors=[inbox_sensor],
         resources={
             "warehouse": WarehouseResource(),
             "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),

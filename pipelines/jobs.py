@@ -10,5 +10,6 @@ refresh_job = define_asset_job(
     description="One full refresh: ingest the inbox, dbt build (models + data tests), quality checks, publish the serving file.",
     # DuckDB allows one writing process: the steps of a run go one after another, in one process
     executor_def=in_process_executor,
-    tags={"dagster/concurrency_key": "care_outcomes_warehouse"},
+    # at most one refresh run at a time: deploy/dagster.yaml limits runs with this tag to 1
+    tags={"care_outcomes/warehouse": "writer"},
 )

@@ -53,9 +53,8 @@ def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[str, int]:
     """Write marts, audit.file_loads and this run's audit.check_results to the serving file. Returns rows per mart."""
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(paths)
     tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
-    for leftover in (tmp, Path(str(tmp) + ".wal")):
-        leftover.unlink(missing_ok=True)
     con.execute(CHECK_RESULTS_DDL)
     tables = mart_tables(con)
     counts: dict[str, int] = {}
@@ -77,6 +76,15 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
     _export_parquet(con, tables, paths.parquet_dir)
     os.replace(tmp, paths.warehouse)
     return counts
+
+
+def _remove_leftovers(paths: Paths) -> None:
+    """Temporary files of a publish that was killed half-way; only one writer runs at a time, so they are stale."""
+    patterns = [(paths.warehouse.parent, f".{paths.warehouse.name}.*.tmp*"), (paths.parquet_dir, ".*.parquet.*.tmp")]
+    for directory, pattern in patterns:
+        if directory.is_dir():
+            for leftover in directory.glob(pattern):
+                leftover.unlink(missing_ok=True)
 
 
 def _export_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], directory: Path) -> None:
