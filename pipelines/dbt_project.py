@@ -21,8 +21,10 @@ class DbtParseError(Exception):
 def dbt_project_for(project_dir: Path = DBT_DIR) -> DbtProject:
     """A dbt project (the repository's, or a copy while developing models) with its profiles beside it."""
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR)
-    # `dagster dev` re-parses on start so edited models show up; everything else uses ensure_manifest()
-    project.prepare_if_dev()
+    # `dagster dev` re-parses a stale manifest on start so edited models show up. Not DbtProject.prepare_if_dev():
+    # it looks for `dbt` on PATH, which `make dev` (.venv/bin/dagster, venv not activated) does not have.
+    if os.getenv("DAGSTER_IS_DEV_CLI"):
+        ensure_manifest(project)
     return project
 
 

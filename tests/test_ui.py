@@ -1,0 +1,150 @@
+"""The Dagster UI as the README starts it: `dagster dev -w workspace.yaml` on 127.0.0.1, asked over GraphQL
+for the asset graph, the checks, the schedule and the sensor, then stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+QUERY = """{
+  assetNodes {
+    assetKey { path }
+    dependencyKeys { path }
+    assetChecksOrError { ... on AssetChecks { checks { name blocking } } }
+  }
+  workspaceOrError { ... on Workspace { locationEntries {
+    loadStatus
+    locationOrLoadError { __typename ... on PythonError { message cause { message } } }
+  } } }
+  repositoriesOrError { ... on RepositoryConnection { nodes {
+    location { name }
+    jobs { name }
+    schedules { name cronSchedule executionTimezone scheduleState { status } }
+    sensors { name sensorState { status } }
+  } } }
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def wait_for_code_location(port: int, process: subprocess.Popen, log: Path, deadline: float) -> dict:
+    """Poll until the webserver answers and the code location has loaded its assets."""
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"dagster dev exited early:\n{log.read_text()}"
+        try:
+            answer = graphql(port, QUERY)
+            entries = answer.get("data", {}).get("workspaceOrError", {}).get("locationEntries") or []
+            for entry in entries:
+                error = entry["locationOrLoadError"] or {}
+                if entry["loadStatus"] == "LOADED" and error.get("__typename") == "PythonError":
+                    raise AssertionError(f"the code location failed to load: {error}")
+            if answer.get("data", {}).get("assetNodes"):
+                return answer
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"dagster dev did not serve the code location in time:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl-C the whole process group (webserver, daemon, code server), then make sure it is gone."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def test_dagster_dev_shows_lineage_checks_schedule_and_sensor(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    (tmp_path / "inbox").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_")}
+    env.update(
+        DAGSTER_HOME=str(home),
+        CARE_OUTCOMES_INBOX=str(tmp_path / "inbox"),
+        CARE_OUTCOMES_WAREHOUSE=str(tmp_path / "warehouse" / "care_outcomes.duckdb"),
+    )
+    # the console script beside this interpreter, as `make dev` runs it from .venv/bin
+    dagster = Path(sys.executable).with_name("dagster")
+    port = free_port()
+    log = tmp_path / "dagster_dev.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        answer = wait_for_code_location(port, process, log, time.monotonic() + 180)
+    finally:
+        stop(process)
+
+    assert "errors" not in answer, answer["errors"]
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in answer["data"]["assetNodes"]}
+    parents = {key: {"/".join(d["path"]) for d in n["dependencyKeys"]} for key, n in nodes.items()}
+
+    # lineage from an inbox folder through every layer to the served file
+    chain = ["inbox/ips_quarterly", "raw/ips_quarterly", "staging/stg_ips__quarterly_submissions",
+             "intermediate/int_ips_quarterly_latest", "marts/ips_quarterly", "serving/care_outcomes"]
+    for parent, child in zip(chain, chain[1:]):
+        assert parent in parents[child], f"{child} should depend on {parent}"
+    assert {"inbox/outflow", "inbox/outflow_zorgdossier", "inbox/outflow_careplan_xlsx"} <= parents["raw/outflow"]
+
+    def ancestors(key: str) -> set[str]:
+        seen, todo = set(), [key]
+        while todo:
+            for parent in parents.get(todo.pop(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    marts = sorted(k for k in nodes if k.startswith("marts/"))
+    assert len(marts) == 11
+    for mart in marts:
+        assert any(a.startswith("inbox/") for a in ancestors(mart)), f"{mart} has no inbox upstream"
+        assert mart in parents["serving/care_outcomes"]
+        checks = {c["name"]: c["blocking"] for c in nodes[mart]["assetChecksOrError"]["checks"]}
+        gx_name = "gx_" + mart.split("/")[1]
+        assert checks.get(gx_name) is True, f"{mart} should carry its blocking GX suite, has {sorted(checks)}"
+
+    (repository,) = answer["data"]["repositoriesOrError"]["nodes"]
+    assert repository["location"]["name"] == "care_outcomes"
+    assert "refresh" in {j["name"] for j in repository["jobs"]}
+    schedules = {s["name"]: s for s in repository["schedules"]}
+    assert schedules["nightly_refresh"]["cronSchedule"] == "0 2 * * *"
+    assert schedules["nightly_refresh"]["executionTimezone"] == "Europe/Amsterdam"
+    assert schedules["nightly_refresh"]["scheduleState"]["status"] == "RUNNING"
+    assert {s["name"] for s in repository["sensors"]} == {"inbox_sensor"}
