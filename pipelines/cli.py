@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import sys
@@ -12,10 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.settings import Paths, resolve_paths
-
-
-class RefreshFailed(Exception):
-    """The refresh could not publish; the message is the one line a person reads."""
 
 
 @dataclass
@@ -58,18 +53,6 @@ class RefreshReport:
         else:
             out.append(f"refresh failed: {self.failure}; the served marts stay as they were ({self.paths.warehouse})")
         return out
-
-
-@contextmanager
-def single_writer(paths: Paths):
-    """Refuse a second refresh on the same warehouse while one runs: DuckDB allows one writing process."""
-    paths.lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with paths.lock_file.open("w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RefreshFailed(f"another refresh is writing {paths.warehouse} (lock {paths.lock_file})") from None
-        yield
 
 
 @contextmanager
@@ -148,13 +131,14 @@ def refresh(inbox: str | None = None, warehouse: str | None = None, verbose: boo
 
     from pipelines.dbt_project import dbt_project_for, ensure_manifest
     from pipelines.pseudonymise import require_key_for
+    from pipelines.resources import writer_lock
 
     paths = resolve_paths(inbox, warehouse)
     report = RefreshReport(paths)
     os.environ["CARE_OUTCOMES_INBOX"] = str(paths.inbox)
     os.environ["CARE_OUTCOMES_WAREHOUSE"] = str(paths.warehouse)
     require_key_for(paths.inbox)
-    with single_writer(paths):
+    with writer_lock(paths):
         ensure_manifest()
         if dbt_project_dir:
             ensure_manifest(dbt_project_for(Path(dbt_project_dir).resolve()))
@@ -200,13 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dbt-project", metavar="DIR", help="build with another copy of the dbt project (developing models)")
     args = parser.parse_args(argv)
 
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)  # the shell's environment wins, as with `dagster dev`
+
     from pipelines.dbt_project import DbtParseError
     from pipelines.pseudonymise import MissingKey
     from pipelines.registry import RegistryError
+    from pipelines.resources import WarehouseBusy
 
     try:
         report = refresh(args.inbox, args.warehouse, args.verbose, args.dbt_project)
-    except (RefreshFailed, MissingKey, RegistryError, DbtParseError) as exc:
+    except (MissingKey, RegistryError, DbtParseError, WarehouseBusy) as exc:
         print(f"refresh failed: {exc}", file=sys.stderr)
         return 2
     for line in report.lines():

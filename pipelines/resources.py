@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from pipelines.settings import Paths, resolve_paths
+
+
+class WarehouseBusy(Exception):
+    """Another process is refreshing the same warehouse."""
+
+
+_held: dict[Path, list] = {}  # lock file -> [open file, depth]: re-entrant within one process
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def writer_lock(paths: Paths):
+    """One refresh per warehouse at a time, whoever starts it (`care-outcomes refresh`, the schedule, the sensor,
+    the UI): DuckDB allows one writing process. Re-entrant in a process, so the CLI's run takes it once."""
+    lock_file = paths.lock_file
+    with _held_guard:
+        if lock_file in _held:
+            _held[lock_file][1] += 1
+        else:
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_file.open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise WarehouseBusy(
+                    f"another refresh is writing {paths.warehouse} (lock {lock_file}); wait for it to finish"
+                ) from None
+            _held[lock_file] = [handle, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held[lock_file][1] -= 1
+            if _held[lock_file][1] == 0:
+                _held.pop(lock_file)[0].close()  # closing the file releases the lock
 
 
 class WarehouseResource(ConfigurableResource):
@@ -20,6 +58,16 @@ class WarehouseResource(ConfigurableResource):
 
     def paths(self) -> Paths:
         return resolve_paths(self.inbox, self.warehouse)
+
+    @contextmanager
+    def yield_for_execution(self, context: InitResourceContext):
+        """A run holds the writer lock from its first step to its last (the job runs in one process);
+        a sensor tick, which only lists the inbox, does not."""
+        if context.dagster_run is None:
+            yield self
+            return
+        with writer_lock(self.paths()):
+            yield self
 
     @contextmanager
     def connect(self, read_only: bool = False):

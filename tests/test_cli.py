@@ -62,3 +62,19 @@ def test_other_inbox_needs_a_pseudonym_key(tmp_path):
     assert done.returncode == 2
     assert "CARE_OUTCOMES_PSEUDONYM_KEY is not set" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "co.duckdb").exists()
+
+
+def test_settings_come_from_a_dot_env_file_in_the_working_directory(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    inbox, warehouse = tmp_path / "inbox", tmp_path / "served" / "co.duckdb"
+    (inbox / "outflow").mkdir(parents=True)
+    (tmp_path / ".env").write_text(
+        f"CARE_OUTCOMES_INBOX={inbox}\nCARE_OUTCOMES_WAREHOUSE={warehouse}\nCARE_OUTCOMES_PSEUDONYM_KEY=from-dot-env\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_") and k != "DAGSTER_HOME"}
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "refresh"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"inbox:     {inbox}" in done.stdout and f"published: {warehouse}" in done.stdout
