@@ -49,9 +49,9 @@ def test_inbox_sensor_starts_a_refresh_only_for_new_files(tmp_path):
     sensor = defs.resolve_sensor_def("inbox_sensor")
 
     def tick(cursor):
-        context = build_sensor_context(cursor=cursor, resources={"warehouse": warehouse})
-        result = sensor(context)
-        return result, context.cursor
+        with build_sensor_context(cursor=cursor, resources={"warehouse": warehouse}) as context:
+            result = sensor(context)
+            return result, context.cursor
 
     result, cursor = tick(None)
     assert isinstance(result, SkipReason), "an empty inbox starts nothing"
