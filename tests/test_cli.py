@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import duckdb
 
 from tests.conftest import run_refresh
@@ -44,8 +48,14 @@ def test_empty_inbox_gives_empty_marts_and_a_bad_file_is_reported(tmp_path):
     (inbox / "ips_quarterly").mkdir(parents=True)
     (inbox / "ips_quarterly" / "broken.csv").write_text("program_id,year\nX,2018\n", encoding="utf-8")
     warehouse = tmp_path / "wh" / "co.duckdb"
-    done = run_refresh(inbox, warehouse, KEY)
+    # settings from a .env in the working directory, as `dagster dev` reads them too
+    (tmp_path / ".env").write_text(
+        f"CARE_OUTCOMES_INBOX={inbox}\nCARE_OUTCOMES_WAREHOUSE={warehouse}\nCARE_OUTCOMES_PSEUDONYM_KEY=from-dot-env\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_") and k != "DAGSTER_HOME"}
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "refresh"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"inbox:     {inbox}" in done.stdout and f"published: {warehouse}" in done.stdout
     assert "0 loaded (0 rows), 1 quarantined" in done.stdout
     assert "quarantined: ips_quarterly/broken.csv: row 1, column 'program_name', value" not in done.stdout
     assert "column 'program_name': missing column" in done.stdout
@@ -63,18 +73,3 @@ def test_other_inbox_needs_a_pseudonym_key(tmp_path):
     assert "CARE_OUTCOMES_PSEUDONYM_KEY is not set" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "co.duckdb").exists()
 
-
-def test_settings_come_from_a_dot_env_file_in_the_working_directory(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    inbox, warehouse = tmp_path / "inbox", tmp_path / "served" / "co.duckdb"
-    (inbox / "outflow").mkdir(parents=True)
-    (tmp_path / ".env").write_text(
-        f"CARE_OUTCOMES_INBOX={inbox}\nCARE_OUTCOMES_WAREHOUSE={warehouse}\nCARE_OUTCOMES_PSEUDONYM_KEY=from-dot-env\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_") and k != "DAGSTER_HOME"}
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "refresh"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"inbox:     {inbox}" in done.stdout and f"published: {warehouse}" in done.stdout
