@@ -5,6 +5,7 @@ import json
 
 from dagster import DefaultScheduleStatus, DefaultSensorStatus, RunRequest, ScheduleDefinition, SensorEvaluationContext, SkipReason, sensor
 
+from pipelines.ingest.load import inbox_files
 from pipelines.jobs import refresh_job
 from pipelines.registry import load_registry
 from pipelines.resources import WarehouseResource
@@ -24,12 +25,9 @@ def inbox_snapshot(warehouse: WarehouseResource) -> dict[str, list[int]]:
     inbox = warehouse.paths().inbox
     snapshot = {}
     for source in load_registry().sources.values():
-        folder = inbox / source.folder
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if path.is_file() and not path.name.startswith("."):
-                    stat = path.stat()
-                    snapshot[f"{source.folder}/{path.name}"] = [stat.st_size, stat.st_mtime_ns]
+        for path in inbox_files(inbox, source):  # exactly the files the ingest will read
+            stat = path.stat()
+            snapshot[f"{source.folder}/{path.name}"] = [stat.st_size, stat.st_mtime_ns]
     return snapshot
 
 

@@ -24,20 +24,21 @@ def build_check(suite: Suite):
     def _check(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         from data_quality.runner import run_suite
 
+        severity = AssetCheckSeverity.ERROR if suite.blocking else AssetCheckSeverity.WARN
         with warehouse.connect(read_only=True) as con:
             try:
                 outcome = run_suite(con, suite)
             except duckdb.Error as exc:
                 return AssetCheckResult(
                     passed=False,
-                    severity=AssetCheckSeverity.ERROR if suite.blocking else AssetCheckSeverity.WARN,
+                    severity=severity,
                     description=f"suite {suite.name} could not read its data: {str(exc).splitlines()[0]}",
                 )
         failing = [{"expectation": f["expectation"], "rows": f["unexpected_count"], "examples": f["examples"][:MAX_SAMPLES]}
                    for f in outcome.failures]
         return AssetCheckResult(
             passed=outcome.success,
-            severity=AssetCheckSeverity.ERROR if suite.blocking else AssetCheckSeverity.WARN,
+            severity=severity,
             description=outcome.summary()[:1000],
             metadata={
                 "evaluated_expectations": outcome.evaluated,
