@@ -14,11 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 
 
+def clean_env(**settings: str) -> dict[str, str]:
+    """The test process's environment without the project's settings or a Dagster home, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_") and k != "DAGSTER_HOME"}
+    env.update(settings)
+    return env
+
+
 def run_refresh(inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """`care-outcomes refresh` in a child process, as a user runs it."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_")}
-    full_env.pop("DAGSTER_HOME", None)
-    full_env.update(env or {})
+    full_env = clean_env(**(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(inbox), "--warehouse", str(warehouse)],
         capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import duckdb
 
-from tests.conftest import run_refresh
+from tests.conftest import clean_env, run_refresh
 
 KEY = {"CARE_OUTCOMES_PSEUDONYM_KEY": "test-key"}
 
@@ -51,8 +50,7 @@ def test_empty_inbox_gives_empty_marts_and_a_bad_file_is_reported(tmp_path):
     # settings from a .env in the working directory, as `dagster dev` reads them too
     (tmp_path / ".env").write_text(
         f"CARE_OUTCOMES_INBOX={inbox}\nCARE_OUTCOMES_WAREHOUSE={warehouse}\nCARE_OUTCOMES_PSEUDONYM_KEY=from-dot-env\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_") and k != "DAGSTER_HOME"}
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "refresh"], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "refresh"], cwd=tmp_path, env=clean_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"inbox:     {inbox}" in done.stdout and f"published: {warehouse}" in done.stdout

@@ -20,7 +20,7 @@ from dagster import AssetKey, RunRequest, SkipReason, build_sensor_context
 
 from pipelines.definitions import defs
 from pipelines.resources import WarehouseResource
-from tests.conftest import ROOT, SAMPLE, run_refresh
+from tests.conftest import ROOT, SAMPLE, clean_env, run_refresh
 
 MARTS = ["fidelity_items", "fidelity_totals", "ips_benchmark", "ips_quarterly", "ips_quarterly_national", "ips_yearly",
          "ips_yearly_national", "outflow_by_destination", "outflow_by_location", "outflow_ladder", "outflow_summary"]
@@ -195,7 +195,7 @@ def test_killed_refreshes_leave_the_served_file_intact_and_the_next_one_succeeds
     shutil.copytree(sample_warehouse.parent, served, ignore=shutil.ignore_patterns("*.lock", "logs"))
     warehouse = served / sample_warehouse.name
     original, marts = digest(warehouse), marts_of(warehouse)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_")}
+    env = clean_env()
 
     # 1. killed in the middle of dbt
     log = served / "logs" / "last_refresh.log"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, clean_env
 
 QUERY = """{
   assetNodes {
@@ -114,9 +114,8 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     (tmp_path / "inbox").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARE_OUTCOMES_")}
     warehouse = tmp_path / "warehouse" / "care_outcomes.duckdb"
-    env.update(
+    env = clean_env(
         DAGSTER_HOME=str(home),
         CARE_OUTCOMES_INBOX=str(tmp_path / "inbox"),
         CARE_OUTCOMES_WAREHOUSE=str(warehouse),
