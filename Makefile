@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test dev benchmark lock clean
+.PHONY: setup run test lint format dev benchmark lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 # install, then build the dbt manifest Dagster reads (dbt parse)
 setup: $(STAMP)
-	$(BIN)/python -c "from pipelines.dbt_project import ensure_manifest; ensure_manifest()"
+	$(BIN)/python -c "from pipelines.transform.project import ensure_manifest; ensure_manifest()"
 
 run: setup
 	$(BIN)/care-outcomes refresh
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+# ruff (settings in pyproject.toml): lint and formatting, checked by `make test`; `make format` rewrites
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 dev: setup
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} && mkdir -p $$DAGSTER_HOME && \

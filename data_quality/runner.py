@@ -53,7 +53,8 @@ class Outcome:
         text = f"{self.passed}/{self.evaluated} expectations passed"
         if self.failures:
             text += "; failed: " + "; ".join(
-                f"{f['dataset']}: {f['expectation']} ({f['unexpected_count']} rows, e.g. {json.dumps(f['examples'][:2], default=str)})"
+                f"{f['dataset']}: {f['expectation']} "
+                f"({f['unexpected_count']} rows, e.g. {json.dumps(f['examples'][:2], default=str)})"
                 for f in self.failures
             )
         return text
@@ -93,10 +94,14 @@ def run_suite(con: duckdb.DuckDBPyConnection, suite: Suite) -> Outcome:
     outcome = Outcome(suite.name)
     for dataset in suite.datasets:
         frame = con.execute(dataset.sql).df()
-        batch = source.add_dataframe_asset(dataset.name).add_batch_definition_whole_dataframe("all").get_batch(
-            batch_parameters={"dataframe": frame}
+        batch = (
+            source.add_dataframe_asset(dataset.name)
+            .add_batch_definition_whole_dataframe("all")
+            .get_batch(batch_parameters={"dataframe": frame})
         )
-        expectation_suite = gx.ExpectationSuite(name=f"{suite.name}.{dataset.name}", expectations=dataset.expectations(gxe))
+        expectation_suite = gx.ExpectationSuite(
+            name=f"{suite.name}.{dataset.name}", expectations=dataset.expectations(gxe)
+        )
         result = batch.validate(
             expectation_suite,
             result_format={
@@ -110,10 +115,14 @@ def run_suite(con: duckdb.DuckDBPyConnection, suite: Suite) -> Outcome:
             if item.success:
                 outcome.passed += 1
                 continue
-            outcome.failures.append({
-                "dataset": dataset.name,
-                "expectation": _describe(item.expectation_config),
-                "unexpected_count": (item.result or {}).get("unexpected_count", (item.result or {}).get("observed_value")),
-                "examples": _examples(item.result or {}),
-            })
+            outcome.failures.append(
+                {
+                    "dataset": dataset.name,
+                    "expectation": _describe(item.expectation_config),
+                    "unexpected_count": (item.result or {}).get(
+                        "unexpected_count", (item.result or {}).get("observed_value")
+                    ),
+                    "examples": _examples(item.result or {}),
+                }
+            )
     return outcome

@@ -7,51 +7,47 @@ import logging
 import os
 import sys
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipelines.settings import Paths, resolve_paths
+from pipelines.warehouse import Paths, resolve_paths
+
+if TYPE_CHECKING:
+    from pipelines.orchestration import RunOutcome
 
 
 @dataclass
 class RefreshReport:
-    paths: Paths
-    files: list[tuple] = field(default_factory=list)  # (file_name, status, rows_loaded, error)
-    rows_per_mart: dict[str, int] = field(default_factory=dict)
-    checks_passed: int = 0
-    checks_failed: list[str] = field(default_factory=list)
-    checks_warned: list[str] = field(default_factory=list)
-    published: bool = False
-    failure: str | None = None
+    """A refresh's summary for the terminal."""
 
-    @property
-    def log_file(self) -> Path:
-        return self.paths.warehouse.parent / "logs" / "last_refresh.log"
+    paths: Paths
+    outcome: RunOutcome
 
     def lines(self) -> list[str]:
         out = [f"inbox:     {self.paths.inbox}"]
-        by_status = {s: [f for f in self.files if f[1] == s] for s in ("loaded", "quarantined", "duplicate")}
+        by_status = {
+            s: [f for f in self.outcome.files if f.status == s] for s in ("loaded", "quarantined", "duplicate")
+        }
         out.append(
-            f"files:     {len(by_status['loaded'])} loaded ({sum(f[2] for f in by_status['loaded'])} rows), "
+            f"files:     {len(by_status['loaded'])} loaded ({sum(f.rows_loaded for f in by_status['loaded'])} rows), "
             f"{len(by_status['quarantined'])} quarantined, {len(by_status['duplicate'])} duplicate"
         )
-        for name, _, _, error in by_status["quarantined"]:
-            out.append(f"  quarantined: {error}")
-        for name, _, _, error in by_status["duplicate"]:
-            out.append(f"  duplicate: {name}: {error}")
-        if self.rows_per_mart:
-            out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.rows_per_mart.items()))
-        run = self.checks_passed + len(self.checks_failed) + len(self.checks_warned)
-        out.append(f"checks:    {run} run, {len(self.checks_failed)} failed, {len(self.checks_warned)} warnings")
-        for failed in self.checks_failed:
-            out.append(f"  failed: {failed}")
-        for warned in self.checks_warned:
-            out.append(f"  warning: {warned}")
-        out.append(f"run log:   {self.log_file}")
-        if self.published:
+        out += [f"  quarantined: {f.error}" for f in by_status["quarantined"]]
+        out += [f"  duplicate: {f.file_name}: {f.error}" for f in by_status["duplicate"]]
+        if self.outcome.rows_per_mart:
+            out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.outcome.rows_per_mart.items()))
+        failed, warned = self.outcome.failed_checks, self.outcome.warnings
+        out.append(f"checks:    {len(self.outcome.checks)} run, {len(failed)} failed, {len(warned)} warnings")
+        out += [f"  failed: {c.label}" for c in failed]
+        out += [f"  warning: {c.label}" for c in warned]
+        out.append(f"run log:   {self.paths.log_file}")
+        if self.outcome.published:
             out.append(f"published: {self.paths.warehouse} (Parquet: {self.paths.parquet_dir})")
         else:
-            out.append(f"refresh failed: {self.failure}; the served marts stay as they were ({self.paths.warehouse})")
+            out.append(
+                f"refresh failed: {self.outcome.failure}; the served marts stay as they were ({self.paths.warehouse})"
+            )
         return out
 
 
@@ -71,136 +67,82 @@ def quiet(log, verbose: bool):
             handler.setStream(stream)
 
 
-def _max_load_id(paths: Paths) -> int:
+@contextmanager
+def reading(paths: Paths):
+    """A read-only connection to the working database, or None before the first refresh."""
     import duckdb
 
     if not paths.work_db.exists():
-        return 0
+        yield None
+        return
     con = duckdb.connect(str(paths.work_db), read_only=True)
     try:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'audit' and table_name = 'file_loads'"
-        ).fetchall()[0][0]
-        return con.execute("select coalesce(max(load_id), 0) from audit.file_loads").fetchall()[0][0] if exists else 0
+        yield con
     finally:
         con.close()
 
 
-def _new_loads(paths: Paths, after: int) -> list[tuple]:
-    import duckdb
-
-    if not paths.work_db.exists():
-        return []
-    con = duckdb.connect(str(paths.work_db), read_only=True)
-    try:
-        return con.execute(
-            "select file_name, status, rows_loaded, error from audit.file_loads where load_id > ? order by load_id", [after]
-        ).fetchall()
-    except duckdb.CatalogException:
-        return []
-    finally:
-        con.close()
-
-
-def _check_label(evaluation) -> str:
-    """'<table>: <check> (<severity>): <what failed, with example rows>' for the summary."""
-    meta = evaluation.metadata or {}
-    if evaluation.description:
-        detail = evaluation.description
-    elif "dagster_dbt/failed_row_count" in meta:
-        detail = f"{meta['dagster_dbt/failed_row_count'].value} failing rows"
-    else:
-        detail = "failed"
-    severity = evaluation.severity.value if evaluation.severity else "ERROR"
-    return f"{evaluation.asset_key.to_user_string()}: {evaluation.check_name} ({severity}): {detail}"
-
-
-def _step_failure(result) -> str | None:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            message = (error.message if error else "unknown error").strip().splitlines()[0]
-            return f"step {event.step_key} failed: {message}"
-    return None
-
-
-def refresh(inbox: str | None = None, warehouse: str | None = None, verbose: bool = False,
-            dbt_project_dir: str | None = None) -> RefreshReport:
-    """Run ingest, dbt build, checks and publish once; return what happened."""
+def refresh(paths: Paths, verbose: bool = False, dbt_project_dir: Path | None = None) -> RefreshReport:
+    """Run ingest, dbt build, checks and publish once, as the Dagster job `refresh` in this process."""
     from dagster import DagsterInstance
 
-    from pipelines.dbt_project import dbt_project_for, ensure_manifest
-    from pipelines.pseudonymise import require_key_for
-    from pipelines.resources import writer_lock
+    from pipelines.definitions import build_defs
+    from pipelines.ingest.load import last_load_id, loads_after
+    from pipelines.ingest.pseudonymise import require_key_for
+    from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
+    from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
+    from pipelines.warehouse import writer_lock
 
-    paths = resolve_paths(inbox, warehouse)
-    report = RefreshReport(paths)
-    os.environ["CARE_OUTCOMES_INBOX"] = str(paths.inbox)
-    os.environ["CARE_OUTCOMES_WAREHOUSE"] = str(paths.warehouse)
     require_key_for(paths.inbox)
+    project_dir = dbt_project_dir or DBT_DIR
     with writer_lock(paths):
-        ensure_manifest()
-        if dbt_project_dir:
-            ensure_manifest(dbt_project_for(Path(dbt_project_dir).resolve()))
-        from pipelines.definitions import build_defs, defs
-        from pipelines.jobs import REFRESH_JOB_NAME
-
-        if dbt_project_dir:
-            defs = build_defs(Path(dbt_project_dir).resolve())
-
-        before = _max_load_id(paths)
-        job = defs.resolve_job_def(REFRESH_JOB_NAME)
+        ensure_manifest(dbt_project_for(project_dir, prepare=False))
+        job = build_defs(paths, project_dir).resolve_job_def(REFRESH_JOB_NAME)
+        with reading(paths) as con:
+            before = last_load_id(con) if con else 0
         instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-        report.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with report.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
+        paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             result = job.execute_in_process(instance=instance, raise_on_error=False)
-        report.files = _new_loads(paths, before)
-        for evaluation in result.get_asset_check_evaluations():
-            if evaluation.passed:
-                report.checks_passed += 1
-            elif evaluation.severity and evaluation.severity.value == "WARN":
-                report.checks_warned.append(_check_label(evaluation))
-            else:
-                report.checks_failed.append(_check_label(evaluation))
-        materialized = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
-        serving = materialized.get("serving/care_outcomes")
-        if result.success and serving is not None:
-            report.published = True
-            report.rows_per_mart = serving.materialization.metadata["rows_per_mart"].value
-        elif report.checks_failed:
-            report.failure = f"blocking check failed: {report.checks_failed[0]}"
-        else:
-            report.failure = _step_failure(result) or "the run did not reach the publish step"
-    return report
+        with reading(paths) as con:
+            files = loads_after(con, before) if con else []
+    return RefreshReport(paths, RunOutcome.of(result, files))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="care-outcomes", description="Outcome figures for day-care and IPS programmes.")
+    parser = argparse.ArgumentParser(
+        prog="care-outcomes", description="Outcome figures for day-care and IPS programmes."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("refresh", help="ingest the inbox, build and check the marts, publish the serving file")
     run.add_argument("--inbox", help="inbox folder (default: $CARE_OUTCOMES_INBOX or data/sample)")
-    run.add_argument("--warehouse", help="serving DuckDB file (default: $CARE_OUTCOMES_WAREHOUSE or warehouse/care_outcomes.duckdb)")
+    run.add_argument(
+        "--warehouse", help="serving DuckDB file (default: $CARE_OUTCOMES_WAREHOUSE or warehouse/care_outcomes.duckdb)"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
-    run.add_argument("--dbt-project", metavar="DIR", help="build with another copy of the dbt project (developing models)")
+    run.add_argument(
+        "--dbt-project", metavar="DIR", help="build with another copy of the dbt project (developing models)"
+    )
     args = parser.parse_args(argv)
 
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env", override=False)  # the shell's environment wins, as with `dagster dev`
 
-    from pipelines.dbt_project import DbtParseError
-    from pipelines.pseudonymise import MissingKey
-    from pipelines.registry import RegistryError
-    from pipelines.resources import WarehouseBusy
+    from pipelines.ingest.pseudonymise import MissingKey
+    from pipelines.ingest.registry import RegistryError
+    from pipelines.transform.project import DbtParseError
+    from pipelines.warehouse import WarehouseBusy
 
+    paths = resolve_paths(args.inbox, args.warehouse)
     try:
-        report = refresh(args.inbox, args.warehouse, args.verbose, args.dbt_project)
+        report = refresh(paths, args.verbose, Path(args.dbt_project).resolve() if args.dbt_project else None)
     except (MissingKey, RegistryError, DbtParseError, WarehouseBusy) as exc:
         print(f"refresh failed: {exc}", file=sys.stderr)
         return 2
     for line in report.lines():
         print(line)
-    return 0 if report.published else 1
+    return 0 if report.outcome.published else 1
 
 
 if __name__ == "__main__":

@@ -1,35 +1,44 @@
-"""The Dagster code location: `pipelines.definitions:defs`."""
+"""The Dagster code location: `pipelines.definitions:defs`, one package per stage of the data's path.
+
+inbox -> ingest (raw) -> transform (dbt staging, intermediate, marts) -> quality (GX suites) -> serving.
+"""
 
 from pathlib import Path
 
-from dagster import Definitions
+from dagster import Definitions, definitions
 from dagster_dbt import DbtCliResource
 
-from pipelines.assets.checks import gx_checks
-from pipelines.assets.dbt import build_dbt_assets, mart_keys
-from pipelines.assets.ingest import ingest_assets
-from pipelines.assets.serving import build_serving_asset
-from pipelines.dbt_project import DBT_DIR, dbt_project_for
-from pipelines.jobs import refresh_job
-from pipelines.resources import WarehouseResource, dbt_executable
-from pipelines.schedules import inbox_sensor, nightly_refresh
+from pipelines.ingest.assets import ingest_assets
+from pipelines.ingest.registry import load_registry
+from pipelines.orchestration import build_inbox_sensor, nightly_refresh, refresh_job
+from pipelines.quality.checks import gx_checks
+from pipelines.serving.assets import build_serving_asset
+from pipelines.transform.assets import build_dbt_assets, mart_keys
+from pipelines.transform.project import DBT_DIR, dbt_executable, dbt_project_for
+from pipelines.warehouse import Paths, WarehouseResource, resolve_paths
 
 
-def build_defs(dbt_project_dir: Path = DBT_DIR) -> Definitions:
-    """Everything of the code location; another dbt project directory serves model development."""
+def build_defs(paths: Paths, dbt_project_dir: Path = DBT_DIR) -> Definitions:
+    """Everything of the code location for one inbox and warehouse; another dbt project directory serves model
+    development. Raises RegistryError when a source YAML is broken."""
+    registry = load_registry(paths.sources_dirs)
     project = dbt_project_for(dbt_project_dir)
     dbt_models = build_dbt_assets(project)
     return Definitions(
-        assets=[*ingest_assets(), dbt_models, build_serving_asset(mart_keys(dbt_models))],
+        assets=[*ingest_assets(registry), dbt_models, build_serving_asset(mart_keys(dbt_models))],
         asset_checks=gx_checks(),
         jobs=[refresh_job],
         schedules=[nightly_refresh],
-        sensors=[inbox_sensor],
+        sensors=[build_inbox_sensor(registry)],
         resources={
-            "warehouse": WarehouseResource(),
+            "warehouse": WarehouseResource.for_paths(paths),
             "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
         },
     )
 
 
-defs = build_defs()
+@definitions
+def defs() -> Definitions:
+    """What `dagster dev` and the daemon load: the settings of the environment (and .env), read when the code
+    location loads, not at import."""
+    return build_defs(resolve_paths())

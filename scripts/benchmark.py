@@ -21,11 +21,20 @@ from pathlib import Path
 import duckdb
 
 LABELS = [
-    "Betaald werk regulier", "Betaald werk met ondersteuning jobcoach", "Opleiding", "Vrijwilligerswerk",
-    "Andere dagbesteding", "Terug naar thuissituatie", "Opname gesloten setting", "Pensioen", "Onbekend",
+    "Betaald werk regulier",
+    "Betaald werk met ondersteuning jobcoach",
+    "Opleiding",
+    "Vrijwilligerswerk",
+    "Andere dagbesteding",
+    "Terug naar thuissituatie",
+    "Opname gesloten setting",
+    "Pensioen",
+    "Onbekend",
 ]
-HEADER = ("Cliëntnummer;Zorgaanbieder;Locatie;Startdatum;Einddatum;Reden uitschrijving;"
-          "Trede participatieladder start;Trede participatieladder eind;Uren per week\r\n")
+HEADER = (
+    "Cliëntnummer;Zorgaanbieder;Locatie;Startdatum;Einddatum;Reden uitschrijving;"
+    "Trede participatieladder start;Trede participatieladder eind;Uren per week\r\n"
+)
 
 
 def write_export(path: Path, n_rows: int) -> None:
@@ -64,12 +73,25 @@ def main() -> int:
     export = inbox / "export.csv"
     started = time.perf_counter()
     write_export(export, args.rows)
-    print(f"generated {args.rows:,} rows ({export.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s")
+    print(
+        f"generated {args.rows:,} rows ({export.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s"
+    )
     env = {**os.environ, "CARE_OUTCOMES_PSEUDONYM_KEY": "benchmark-key"}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(root / "inbox"), "--warehouse", str(root / "wh" / "co.duckdb")],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "refresh",
+            "--inbox",
+            str(root / "inbox"),
+            "--warehouse",
+            str(root / "wh" / "co.duckdb"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
+# every mart: one dbt model each in dbt/models/marts
+MARTS = sorted(p.stem for p in (ROOT / "dbt" / "models" / "marts").glob("*.sql"))
 
 
 def clean_env(**settings: str) -> dict[str, str]:
@@ -21,18 +23,24 @@ def clean_env(**settings: str) -> dict[str, str]:
     return env
 
 
-def run_refresh(inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_refresh(
+    inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """`care-outcomes refresh` in a child process, as a user runs it."""
     full_env = clean_env(**(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(inbox), "--warehouse", str(warehouse)],
-        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=timeout,
     )
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _manifest():
-    from pipelines.dbt_project import ensure_manifest
+    from pipelines.transform.project import ensure_manifest
 
     ensure_manifest()
 

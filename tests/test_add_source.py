@@ -48,7 +48,9 @@ def test_a_new_source_needs_only_a_yaml_and_its_files(tmp_path):
     (inbox / "outflow_ons_dossier").mkdir(parents=True)
     (inbox / "outflow_ons_dossier" / "export_2023.txt").write_text(EXPORT, encoding="utf-8")
     warehouse = tmp_path / "wh" / "co.duckdb"
-    done = run_refresh(inbox, warehouse, {"CARE_OUTCOMES_SOURCES_DIR": str(sources), "CARE_OUTCOMES_PSEUDONYM_KEY": "k"})
+    done = run_refresh(
+        inbox, warehouse, {"CARE_OUTCOMES_SOURCES_DIR": str(sources), "CARE_OUTCOMES_PSEUDONYM_KEY": "k"}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 loaded (4 rows)" in done.stdout
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -56,8 +58,14 @@ def test_a_new_source_needs_only_a_yaml_and_its_files(tmp_path):
     assert (summary["provider"], summary["year"], summary["total_outflow"]) == ("Zorgboerderij De Linde", 2023, 4)
     assert (summary["supported_work_count"], summary["education_count"], summary["regular_count"]) == (2, 1, 3)
     assert summary["home_share"] == 0.25
-    by_location = rows(con, "select location, sum(outflow_count) as n from marts.outflow_by_location group by 1 order by 1")
+    by_location = rows(
+        con, "select location, sum(outflow_count) as n from marts.outflow_by_location group by 1 order by 1"
+    )
     assert by_location == [{"location": "Boerderij", "n": 2}, {"location": "Winkel", "n": 2}]
     (load,) = rows(con, "select file_name, source, status from audit.file_loads")
-    assert load == {"file_name": "outflow_ons_dossier/export_2023.txt", "source": "outflow_ons_dossier", "status": "loaded"}
+    assert load == {
+        "file_name": "outflow_ons_dossier/export_2023.txt",
+        "source": "outflow_ons_dossier",
+        "status": "loaded",
+    }
     con.close()

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from pipelines.ingest.load import ingest_contract
-from pipelines.pseudonymise import hmac_sql, install_key
-from pipelines.registry import load_registry
+from pipelines.ingest.pseudonymise import hmac_sql, install_key
+from pipelines.ingest.registry import load_registry
 
 CORPUS = Path(__file__).parent / "bad_files"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
@@ -33,8 +33,11 @@ def outcome(tmp_path_factory):
     for contract in registry.contracts.values():
         for load in ingest_contract(con, registry, contract, inbox, tmp / "quarantine", pseudonymise=hmac_sql):
             loads[load.file_name] = load
-    raw_files = {r[0] for table in registry.contracts
-                 for r in con.execute(f'select distinct _file_name from raw."{table}"').fetchall()}
+    raw_files = {
+        r[0]
+        for table in registry.contracts
+        for r in con.execute(f'select distinct _file_name from raw."{table}"').fetchall()
+    }
     con.close()
     return loads, raw_files, tmp / "quarantine"
 

@@ -5,13 +5,11 @@ The nightly build excludes unit tests; here they run against a copy of the sampl
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 
-from pipelines.dbt_project import DBT_DIR
-from pipelines.resources import dbt_executable
+from pipelines.transform.project import dbt_args, dbt_command
 
 UNIT_TESTS = [
     "ips_quarterly_growth_edges",
@@ -31,9 +29,9 @@ def test_dbt_unit_tests_pass(sample_warehouse, tmp_path):
     copy = tmp_path / work.name  # dbt-duckdb names the catalog after the file: views refer to it
     shutil.copy(work, copy)
     done = subprocess.run(
-        [dbt_executable(), "test", "--select", "test_type:unit", "--project-dir", str(DBT_DIR), "--profiles-dir",
-         str(DBT_DIR), "--target-path", str(tmp_path / "target")],
-        env={**os.environ, "CARE_OUTCOMES_WORK_DB": str(copy)}, capture_output=True, text=True,
+        dbt_command(dbt_args("test", copy, "--select", "test_type:unit"), target_path=tmp_path / "target"),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout[-3000:]
     for name in UNIT_TESTS:

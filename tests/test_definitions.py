@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dagster import AssetKey
 
-from pipelines.definitions import defs
+from pipelines.definitions import defs as load_defs
+from tests.conftest import MARTS
 
-MARTS = ["ips_quarterly", "ips_yearly", "ips_quarterly_national", "ips_yearly_national", "ips_benchmark"]
+defs = load_defs()  # the code location as `dagster dev` loads it
 
 
 def test_definitions_load_with_the_refresh_job():

@@ -103,31 +103,46 @@ def test_table_3_outflow(ggnet, i):
 # The "Gemiddeld" rows of Tables 1-3 and Table 4: means over the year's quarters, from unrounded values.
 YEARLY = {
     2017: dict(
-        avg_caseload=78.25, avg_new_clients=11.00, avg_fte=6.35, avg_clients_per_fte=12.32,
-        avg_caseload_growth=pct(3.45), avg_paid_work_rate=pct(39.53), avg_paid_work_uwv_rate=pct(22.24),
-        avg_education_rate=pct(1.24), avg_uwv_norm_rate=pct(53.29), avg_paid_work_growth=pct(7.82),
+        avg_caseload=78.25,
+        avg_new_clients=11.00,
+        avg_fte=6.35,
+        avg_clients_per_fte=12.32,
+        avg_caseload_growth=pct(3.45),
+        avg_paid_work_rate=pct(39.53),
+        avg_paid_work_uwv_rate=pct(22.24),
+        avg_education_rate=pct(1.24),
+        avg_uwv_norm_rate=pct(53.29),
+        avg_paid_work_growth=pct(7.82),
         # only 2017 Q4 has an education growth (2 -> 2): 0.00%, as printed
         avg_education_growth=pct(0.00),
         avg_successful_outflow_rate=pct(4.03),
         # Table 4 prints 5.15% (the mean of the unrounded rates, 5.1529%); Table 3's 5.16% averages
         # the rounded quarterly percentages.
         avg_unsuccessful_outflow_rate=pct(5.15),
-        avg_successful_outflow_growth=pct(133.33), avg_unsuccessful_outflow_growth=pct(126.39),
+        avg_successful_outflow_growth=pct(133.33),
+        avg_unsuccessful_outflow_growth=pct(126.39),
     ),
     2018: dict(
-        avg_caseload=171.75, avg_new_clients=59.00, avg_fte=7.45, avg_clients_per_fte=22.68,
-        avg_caseload_growth=pct(31.74), avg_paid_work_rate=pct(32.36), avg_paid_work_uwv_rate=pct(23.09),
+        avg_caseload=171.75,
+        avg_new_clients=59.00,
+        avg_fte=7.45,
+        avg_clients_per_fte=22.68,
+        avg_caseload_growth=pct(31.74),
+        avg_paid_work_rate=pct(32.36),
+        avg_paid_work_uwv_rate=pct(23.09),
         avg_education_rate=pct(2.12),
         # The report prints 70.54%, the mean of its rounded quarterly figures; the unrounded mean is 70.5339%.
         avg_uwv_norm_rate=pct(70.53),
         # The report prints 21.65%, the mean of its rounded growths; the unrounded mean is 21.6449%.
-        avg_paid_work_growth=pct(21.64), avg_education_growth=pct(33.33),
+        avg_paid_work_growth=pct(21.64),
+        avg_education_growth=pct(33.33),
         # Table 4 prints 7.12% (unrounded mean 7.1245%); Table 3's 7.13% averages rounded percentages.
         avg_successful_outflow_rate=pct(7.12),
         avg_unsuccessful_outflow_rate=pct(5.21),
         # The report prints -41.60% and 9.47%, built on its wrong Q2 growths (see Table 3): with
         # 1400.00% and 42.86% the means are 301.67% and 19.46%.
-        avg_successful_outflow_growth=pct(301.67), avg_unsuccessful_outflow_growth=pct(19.46),
+        avg_successful_outflow_growth=pct(301.67),
+        avg_unsuccessful_outflow_growth=pct(19.46),
     ),
 }
 TOTAL_CASELOAD = {2017: 108, 2018: 310}  # Table 4: 75 + 11 + 6 + 16 and 104 + 106 + 28 + 72
@@ -139,12 +154,16 @@ def test_yearly_averages_and_table_4(serving, year):
     assert row["total_caseload"] == TOTAL_CASELOAD[year]
     assert row["quarters_reported"] == 4
     for column, expected in YEARLY[year].items():
-        tolerance = 0.005 + 1e-9 if column in ("avg_caseload", "avg_new_clients", "avg_fte", "avg_clients_per_fte") else PP
+        tolerance = (
+            0.005 + 1e-9 if column in ("avg_caseload", "avg_new_clients", "avg_fte", "avg_clients_per_fte") else PP
+        )
         assert_close(row[column], expected, f"{year} {column}", tolerance)
 
 
 def test_benchmark_puts_ggnet_beside_the_national_figures(serving):
-    (row,) = rows(serving, "select * from marts.ips_benchmark where program_id = 'GGNET' and year = 2018 and quarter = 1")
+    (row,) = rows(
+        serving, "select * from marts.ips_benchmark where program_id = 'GGNET' and year = 2018 and quarter = 1"
+    )
     (national,) = rows(serving, "select * from marts.ips_quarterly_national where year = 2018 and quarter = 1")
     assert row["national_n_programs"] == national["n_programs"] == 6
     assert_close(row["uwv_norm_rate"], 31 / 33, "uwv_norm_rate", 1e-12)

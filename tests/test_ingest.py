@@ -9,9 +9,12 @@ import openpyxl
 import pytest
 
 from pipelines.ingest.load import ingest_contract
-from pipelines.registry import load_registry
+from pipelines.ingest.registry import load_registry
 
-HEADER = "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,outflow_successful,outflow_unsuccessful"
+HEADER = (
+    "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,"
+    "outflow_successful,outflow_unsuccessful"
+)
 GOOD = "P1,Programma Één,2018,1,100,10,5.5,30,20,5,3,6"
 
 
@@ -27,7 +30,7 @@ def ingest(inbox: Path, db: Path | None = None):
     try:
         loads = ingest_contract(con, registry, registry.contracts["ips_quarterly"], inbox, inbox.parent / "quarantine")
         raw = con.execute("select * from raw.ips_quarterly order by _load_id, _source_row").fetchall()
-        return {l.file_name.split("/")[-1]: l for l in loads}, raw
+        return {load.file_name.split("/")[-1]: load for load in loads}, raw
     finally:
         con.close()
 
@@ -38,10 +41,16 @@ def write(inbox: Path, name: str, data: bytes | str, encoding: str = "utf-8") ->
 
 def test_utf8_bom_cp1252_trailing_blanks_and_spaces_load(inbox):
     write(inbox, "bom.csv", "\ufeff" + HEADER + "\n" + GOOD + "\n\n\n")
-    write(inbox, "cp1252.csv", HEADER + "\r\n" + GOOD.replace("P1", "P2").replace("Één", "Zuid € Één") + "\r\n", "cp1252")
+    write(
+        inbox, "cp1252.csv", HEADER + "\r\n" + GOOD.replace("P1", "P2").replace("Één", "Zuid € Één") + "\r\n", "cp1252"
+    )
     write(inbox, "spaces.csv", HEADER + "\n" + " P3 , Drie ,2018, 1 ,100,,5.5,30,20,5,3,6 \n")
     loads, raw = ingest(inbox)
-    assert {n: l.status for n, l in loads.items()} == {"bom.csv": "loaded", "cp1252.csv": "loaded", "spaces.csv": "loaded"}
+    assert {n: load.status for n, load in loads.items()} == {
+        "bom.csv": "loaded",
+        "cp1252.csv": "loaded",
+        "spaces.csv": "loaded",
+    }
     names = {r[0]: r[1] for r in raw}
     assert names == {"P1": "Programma Één", "P2": "Programma Zuid € Één", "P3": "Drie"}
     p3 = next(r for r in raw if r[0] == "P3")
@@ -61,20 +70,48 @@ def test_generic_xlsx_with_excel_doubles_loads(inbox):
 @pytest.mark.parametrize(
     "name, content, expected",
     [
-        ("negative.csv", HEADER + "\n" + GOOD.replace(",100,", ",-3,"), ["row 2", "column 'caseload'", "value '-3'", "at least 0"]),
-        ("text.csv", HEADER + "\n" + GOOD.replace(",5.5,", ",vijf,"), ["row 2", "column 'fte'", "value 'vijf'", "not a number"]),
-        ("quarter5.csv", HEADER + "\n" + GOOD.replace("2018,1,", "2018,5,"), ["column 'quarter'", "value '5'", "at most 4"]),
-        ("over.csv", HEADER + "\n" + GOOD.replace(",30,20,", ",130,20,"), ["row 2", "paid_work=130", "caseload=100", "paid work within caseload"]),
-        ("uwv.csv", HEADER + "\n" + GOOD.replace(",30,20,", ",30,40,"), ["paid_work_uwv=40", "UWV paid work within paid work"]),
+        (
+            "negative.csv",
+            HEADER + "\n" + GOOD.replace(",100,", ",-3,"),
+            ["row 2", "column 'caseload'", "value '-3'", "at least 0"],
+        ),
+        (
+            "text.csv",
+            HEADER + "\n" + GOOD.replace(",5.5,", ",vijf,"),
+            ["row 2", "column 'fte'", "value 'vijf'", "not a number"],
+        ),
+        (
+            "quarter5.csv",
+            HEADER + "\n" + GOOD.replace("2018,1,", "2018,5,"),
+            ["column 'quarter'", "value '5'", "at most 4"],
+        ),
+        (
+            "over.csv",
+            HEADER + "\n" + GOOD.replace(",30,20,", ",130,20,"),
+            ["row 2", "paid_work=130", "caseload=100", "paid work within caseload"],
+        ),
+        (
+            "uwv.csv",
+            HEADER + "\n" + GOOD.replace(",30,20,", ",30,40,"),
+            ["paid_work_uwv=40", "UWV paid work within paid work"],
+        ),
         ("future.csv", HEADER + "\n" + GOOD.replace("2018,1,", "2999,1,"), ["column 'year'", "value '2999'", "future"]),
-        ("missing.csv", HEADER.replace(",fte", "") + "\n" + GOOD.replace(",5.5", ""), ["column 'fte'", "missing column"]),
+        (
+            "missing.csv",
+            HEADER.replace(",fte", "") + "\n" + GOOD.replace(",5.5", ""),
+            ["column 'fte'", "missing column"],
+        ),
         ("extra.csv", HEADER + ",remarks\n" + GOOD + ",x", ["column 'remarks'", "unknown column"]),
         ("semicolon.csv", (HEADER + "\n" + GOOD).replace(",", ";"), ["separated by ';'", "expects ','"]),
         ("empty.csv", "", ["empty (0 bytes)"]),
         ("header_only.csv", HEADER + "\n", ["no data rows"]),
         ("binary.csv", b"\x00\x01\x02PK\x00garbage", ["binary"]),
         ("truncated.csv", HEADER + "\n" + GOOD + "\nP9,Negen,2018", ["row 3", "Expected Number of Columns"]),
-        ("twice.csv", HEADER + "\n" + GOOD + "\n" + GOOD.replace(",30,", ",31,"), ["rows 2, 3", "same key but different values"]),
+        (
+            "twice.csv",
+            HEADER + "\n" + GOOD + "\n" + GOOD.replace(",30,", ",31,"),
+            ["rows 2, 3", "same key but different values"],
+        ),
         ("notes.txt.pdf", "not a submission", ["does not match", "*.csv"]),
     ],
 )
@@ -114,7 +151,7 @@ OUTFLOW_HEADER = "client_id,provider,location,start_date,end_date,destination,la
 
 
 def ingest_outflow(tmp_path, name, content):
-    from pipelines.pseudonymise import hmac_sql, install_key
+    from pipelines.ingest.pseudonymise import hmac_sql, install_key
 
     inbox = tmp_path / "inbox"
     (inbox / "outflow").mkdir(parents=True, exist_ok=True)
@@ -122,7 +159,9 @@ def ingest_outflow(tmp_path, name, content):
     registry = load_registry(extra_dirs=())
     con = duckdb.connect(str(tmp_path / "work.duckdb"))
     install_key(con, b"k")
-    (load,) = ingest_contract(con, registry, registry.contracts["outflow"], inbox, tmp_path / "q", pseudonymise=hmac_sql)
+    (load,) = ingest_contract(
+        con, registry, registry.contracts["outflow"], inbox, tmp_path / "q", pseudonymise=hmac_sql
+    )
     con.close()
     return load
 
@@ -130,10 +169,22 @@ def ingest_outflow(tmp_path, name, content):
 @pytest.mark.parametrize(
     "line, expected",
     [
-        ("SECRET-ID-1,P,Arnhem,2023-05-01,2023-01-01,opleiding,3,5", ["end_date=2023-01-01", "start_date=2023-05-01", "end not before start"]),
-        ("SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,naar de maan,3,5", ["column 'destination'", "value 'naar de maan'", "unknown value"]),
-        ("SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,opleiding,3,7", ["column 'ladder_step_end'", "value '7'", "at most 6"]),
-        ("SECRET-ID-1,P,Arnhem,01-05-2022,2023-01-01,opleiding,3,5", ["column 'start_date'", "not a date (expected yyyy-mm-dd)"]),
+        (
+            "SECRET-ID-1,P,Arnhem,2023-05-01,2023-01-01,opleiding,3,5",
+            ["end_date=2023-01-01", "start_date=2023-05-01", "end not before start"],
+        ),
+        (
+            "SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,naar de maan,3,5",
+            ["column 'destination'", "value 'naar de maan'", "unknown value"],
+        ),
+        (
+            "SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,opleiding,3,7",
+            ["column 'ladder_step_end'", "value '7'", "at most 6"],
+        ),
+        (
+            "SECRET-ID-1,P,Arnhem,01-05-2022,2023-01-01,opleiding,3,5",
+            ["column 'start_date'", "not a date (expected yyyy-mm-dd)"],
+        ),
         (",P,Arnhem,2022-05-01,2023-01-01,opleiding,3,5", ["column 'client_id'", "empty, but required"]),
     ],
 )
@@ -146,7 +197,10 @@ def test_bad_outflow_rows_are_quarantined_without_showing_the_client_id(tmp_path
 
 
 def test_duplicate_deregistration_reason_hides_the_client_id(tmp_path):
-    rows_ = ["SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,opleiding,3,5", "SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,pensioen,3,"]
+    rows_ = [
+        "SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,opleiding,3,5",
+        "SECRET-ID-1,P,Arnhem,2022-05-01,2023-01-01,pensioen,3,",
+    ]
     load = ingest_outflow(tmp_path, "export.csv", "\n".join([OUTFLOW_HEADER, *rows_]) + "\n")
     assert load.status == "quarantined"
     assert "rows 2, 3 have the same key but different values" in load.error
@@ -163,7 +217,10 @@ def ingest_fidelity(tmp_path, folder, name, content: bytes | str):
     registry = load_registry(extra_dirs=())
     con = duckdb.connect(str(tmp_path / "work.duckdb"))
     (load,) = ingest_contract(con, registry, registry.contracts["ips_fidelity"], inbox, tmp_path / "q")
-    raw = con.execute("select program_id, assessment_date, item_code, score_ips_a, score_ips_o from raw.ips_fidelity order by item_code").fetchall()
+    raw = con.execute(
+        "select program_id, assessment_date, item_code, score_ips_a, score_ips_o "
+        "from raw.ips_fidelity order by item_code"
+    ).fetchall()
     con.close()
     return load, raw
 
@@ -174,14 +231,19 @@ def ingest_fidelity(tmp_path, folder, name, content: bytes | str):
         (["P,2018-01-01,BG99,3,3"], ["item_code=BG99", "item code in the fidelity item catalogue"]),
         (["P,2018-01-01,BG2,7,3"], ["column 'score_ips_a'", "value '7'", "at most 5"]),
         (["P,2018-01-01,BG2,0,3"], ["column 'score_ips_a'", "value '0'", "at least 1"]),
-        (["P,2018-01-01,BG1b,4,4"], ["item_code=BG1b", "score_ips_a=4", "IPS-A score only on an item of the IPS-A scale"]),
+        (
+            ["P,2018-01-01,BG1b,4,4"],
+            ["item_code=BG1b", "score_ips_a=4", "IPS-A score only on an item of the IPS-A scale"],
+        ),
         (["P,2018-01-01,BG10,4,4"], ["score_ips_o=4", "IPS-O score only on an item of the IPS-O scale"]),
         (["P,2018-01-01,BG2,4,4", "P,2018-01-01,BG2,4,4"], ["rows 3, 4 repeat the same key"]),
         (["P,2018-01-01,BG2,vier,4"], ["value 'vier'", "not a whole number"]),
     ],
 )
 def test_bad_fidelity_assessment_is_quarantined(tmp_path, lines, expected):
-    load, raw = ingest_fidelity(tmp_path, "ips_fidelity", "p.csv", "\n".join([FIDELITY_HEADER, "P,2018-01-01,BG6,4,4", *lines]) + "\n")
+    load, raw = ingest_fidelity(
+        tmp_path, "ips_fidelity", "p.csv", "\n".join([FIDELITY_HEADER, "P,2018-01-01,BG6,4,4", *lines]) + "\n"
+    )
     assert load.status == "quarantined" and raw == []
     for piece in expected:
         assert piece in load.error, load.error
@@ -198,7 +260,10 @@ def test_dutch_fidelity_form_takes_programme_and_date_from_the_file_name(tmp_pat
     book.save(path)
     load, raw = ingest_fidelity(tmp_path, "ips_fidelity_formulier", "ZUID_2019-03-31.xlsx", path.read_bytes())
     assert load.status == "loaded", load.error
-    assert [(r[0], str(r[1]), r[2], r[3], r[4]) for r in raw] == [("ZUID", "2019-03-31", "BG1a", 4, None), ("ZUID", "2019-03-31", "BG2", 5, None)]
+    assert [(r[0], str(r[1]), r[2], r[3], r[4]) for r in raw] == [
+        ("ZUID", "2019-03-31", "BG1a", 4, None),
+        ("ZUID", "2019-03-31", "BG2", 5, None),
+    ]
 
 
 def test_dutch_fidelity_form_with_an_unexpected_name_is_quarantined(tmp_path):

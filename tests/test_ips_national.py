@@ -18,11 +18,19 @@ import pytest
 from tests.conftest import SAMPLE, rows
 
 DUTCH_FORM = {
-    "Programma code": "program_id", "Programma": "program_name", "Jaar": "year", "Kwartaal": "quarter",
-    "Aantal cliënten": "caseload", "Aantal nieuw ingestroomde cliënten": "new_clients", "FTE trajectbegeleider": "fte",
-    "Aantal cliënten met betaald werk": "paid_work", "Aantal cliënten met betaald werk volgens UWV": "paid_work_uwv",
-    "Aantal cliënten met opleiding": "education", "Succesvol uitgestroomd": "outflow_successful",
-    "Onsuccesvol uitgestroomd": "outflow_unsuccessful", "Datum ingediend": "submitted_at",
+    "Programma code": "program_id",
+    "Programma": "program_name",
+    "Jaar": "year",
+    "Kwartaal": "quarter",
+    "Aantal cliënten": "caseload",
+    "Aantal nieuw ingestroomde cliënten": "new_clients",
+    "FTE trajectbegeleider": "fte",
+    "Aantal cliënten met betaald werk": "paid_work",
+    "Aantal cliënten met betaald werk volgens UWV": "paid_work_uwv",
+    "Aantal cliënten met opleiding": "education",
+    "Succesvol uitgestroomd": "outflow_successful",
+    "Onsuccesvol uitgestroomd": "outflow_unsuccessful",
+    "Datum ingediend": "submitted_at",
 }
 
 
@@ -70,11 +78,24 @@ def expected_quarterly():
     for (pid, year, quarter), r in latest.items():
         prev_key = (pid, year - 1, 4) if quarter == 1 else (pid, year, quarter - 1)
         p = latest.get(prev_key)
-        c = {k: _num(r[k]) for k in ("caseload", "new_clients", "fte", "paid_work", "paid_work_uwv", "education",
-                                     "outflow_successful", "outflow_unsuccessful")}
+        c = {
+            k: _num(r[k])
+            for k in (
+                "caseload",
+                "new_clients",
+                "fte",
+                "paid_work",
+                "paid_work_uwv",
+                "education",
+                "outflow_successful",
+                "outflow_unsuccessful",
+            )
+        }
         pv = {k: _num(p[k]) for k in c} if p else {}
         out[(pid, year, quarter)] = {
-            "caseload": c["caseload"], "new_clients": c["new_clients"], "fte": c["fte"],
+            "caseload": c["caseload"],
+            "new_clients": c["new_clients"],
+            "fte": c["fte"],
             "clients_per_fte": _div(c["caseload"], c["fte"]),
             "caseload_growth": _growth(c["caseload"], pv.get("caseload")),
             "paid_work": c["paid_work"],
@@ -107,14 +128,17 @@ def _close(actual, expected, what):
 def test_resubmission_wins_in_the_sample(serving):
     """Parnassia corrected 2018 Q3 three weeks later: the correction counts, both versions stay in raw."""
     latest = _records()[("PARNASSIA", 2018, 3)]
-    (row,) = rows(serving, "select paid_work from marts.ips_quarterly where program_id = 'PARNASSIA' and year = 2018 and quarter = 3")
+    (row,) = rows(
+        serving,
+        "select paid_work from marts.ips_quarterly where program_id = 'PARNASSIA' and year = 2018 and quarter = 3",
+    )
     assert row["paid_work"] == int(latest["paid_work"])
 
 
 def test_quarterly_national_matches_independent_computation(serving):
     quarterly = expected_quarterly()
     by_quarter = defaultdict(list)
-    for (pid, year, quarter), metrics in quarterly.items():
+    for (_pid, year, quarter), metrics in quarterly.items():
         by_quarter[(year, quarter)].append(metrics)
     published = rows(serving, "select * from marts.ips_quarterly_national order by year, quarter")
     assert [(r["year"], r["quarter"]) for r in published] == sorted(by_quarter)
@@ -154,7 +178,9 @@ def test_yearly_national_matches_independent_computation(serving):
     for row in published_programmes:
         for column, expected in yearly[(row["program_id"], row["year"])].items():
             _close(row[column], expected, f"{row['program_id']} {row['year']} {column}")
-    dimence = rows(serving, "select quarters_reported from marts.ips_yearly where program_id = 'DIMENCE' and year = 2018")
+    dimence = rows(
+        serving, "select quarters_reported from marts.ips_yearly where program_id = 'DIMENCE' and year = 2018"
+    )
     assert dimence == [{"quarters_reported": 3}], "the sample's Dimence misses 2018 Q2"
     for row in rows(serving, "select * from marts.ips_yearly_national order by year"):
         of_year = [v for (pid, year), v in yearly.items() if year == row["year"]]

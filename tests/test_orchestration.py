@@ -16,14 +16,13 @@ from pathlib import Path
 
 import duckdb
 import yaml
-from dagster import AssetKey, RunRequest, SkipReason, build_sensor_context
+from dagster import RunRequest, SkipReason, build_sensor_context
 
-from pipelines.definitions import defs
-from pipelines.resources import WarehouseResource
-from tests.conftest import ROOT, SAMPLE, clean_env, run_refresh
+from pipelines.definitions import defs as load_defs
+from pipelines.warehouse import WarehouseResource
+from tests.conftest import MARTS, ROOT, SAMPLE, clean_env, run_refresh
 
-MARTS = ["fidelity_items", "fidelity_totals", "ips_benchmark", "ips_quarterly", "ips_quarterly_national", "ips_yearly",
-         "ips_yearly_national", "outflow_by_destination", "outflow_by_location", "outflow_ladder", "outflow_summary"]
+defs = load_defs()  # the code location as `dagster dev` loads it
 
 
 def test_definitions_hold_job_schedule_sensor_and_one_writer():
@@ -34,7 +33,9 @@ def test_definitions_hold_job_schedule_sensor_and_one_writer():
     assert schedule.job_name == "refresh"
     assert defs.resolve_sensor_def("inbox_sensor").job_name == "refresh"
     graph = defs.resolve_asset_graph()
-    writers = [k for k in graph.get_all_asset_keys() if k.path[0] in ("raw", "staging", "intermediate", "marts", "serving")]
+    writers = [
+        k for k in graph.get_all_asset_keys() if k.path[0] in ("raw", "staging", "intermediate", "marts", "serving")
+    ]
     pools = {graph.get(k).pools and next(iter(graph.get(k).pools)) for k in writers if graph.get(k).is_materializable}
     assert pools == {"care_outcomes_warehouse"}
     instance = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
@@ -109,9 +110,13 @@ READER = textwrap.dedent("""
 """)
 
 
-def read_during_refresh(inbox: Path, warehouse: Path, stop: Path, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+def read_during_refresh(
+    inbox: Path, warehouse: Path, stop: Path, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess, dict]:
     """Refresh `warehouse` from `inbox` while a second process reads it as a BI tool would."""
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(warehouse), str(stop)], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(warehouse), str(stop)], stdout=subprocess.PIPE, text=True
+    )
     try:
         time.sleep(1)
         done = run_refresh(inbox, warehouse, env)
@@ -148,7 +153,8 @@ def test_a_held_connection_keeps_its_snapshot_and_new_connections_see_the_new_ma
     shutil.copytree(SAMPLE, inbox)
     (inbox / "ips_quarterly" / "zuyderland_2018q4.csv").write_text(
         "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,"
-        "outflow_successful,outflow_unsuccessful\nZUYDERLAND,Zuyderland IPS,2018,4,40,6,3.2,12,8,2,3,1\n")
+        "outflow_successful,outflow_unsuccessful\nZUYDERLAND,Zuyderland IPS,2018,4,40,6,3.2,12,8,2,3,1\n"
+    )
     # any inbox but the bundled sample needs a pseudonym key; the sample's files are skipped as already loaded
     done, seen = read_during_refresh(inbox, warehouse, tmp_path / "stop", {"CARE_OUTCOMES_PSEUDONYM_KEY": "k" * 64})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -164,11 +170,17 @@ def test_resubmission_supersedes_and_every_version_stays_in_raw(sample_warehouse
     con = duckdb.connect(str(work), read_only=True)
     versions = con.execute(
         "select _file_name, paid_work, submitted_at from raw.ips_quarterly "
-        "where program_id = 'PARNASSIA' and year = 2018 and quarter = 3 order by submitted_at").fetchall()
+        "where program_id = 'PARNASSIA' and year = 2018 and quarter = 3 order by submitted_at"
+    ).fetchall()
     con.close()
-    assert [v[0] for v in versions] == ["ips_quarterly/parnassia_2018q3.csv", "ips_quarterly/parnassia_2018q3_correctie.csv"]
+    assert [v[0] for v in versions] == [
+        "ips_quarterly/parnassia_2018q3.csv",
+        "ips_quarterly/parnassia_2018q3_correctie.csv",
+    ]
     served = duckdb.connect(str(sample_warehouse), read_only=True)
-    (paid,) = served.execute("select paid_work from marts.ips_quarterly where program_id = 'PARNASSIA' and year = 2018 and quarter = 3").fetchone()
+    (paid,) = served.execute(
+        "select paid_work from marts.ips_quarterly where program_id = 'PARNASSIA' and year = 2018 and quarter = 3"
+    ).fetchone()
     served.close()
     assert paid == versions[1][1] != versions[0][1]
 
@@ -176,8 +188,8 @@ def test_resubmission_supersedes_and_every_version_stays_in_raw(sample_warehouse
 KILL_IN_PUBLISH = textwrap.dedent("""
     import os, signal, sys
     import duckdb
-    import pipelines.publish as publish
-    from pipelines.settings import resolve_paths
+    import pipelines.serving.publish as publish
+    from pipelines.warehouse import resolve_paths
     paths = resolve_paths(sys.argv[1], sys.argv[2])
     real_replace = os.replace
     def replace(src, dst):
@@ -201,10 +213,16 @@ def test_killed_refreshes_leave_the_served_file_intact_and_the_next_one_succeeds
     log = served / "logs" / "last_refresh.log"
     refresh = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(SAMPLE), "--warehouse", str(warehouse)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.time() + 180
-    while time.time() < deadline and not (log.exists() and "START sql table model marts." in log.read_text(errors="replace")):
+    while time.time() < deadline and not (
+        log.exists() and "START sql table model marts." in log.read_text(errors="replace")
+    ):
         time.sleep(0.2)
     assert refresh.poll() is None, "the refresh ended before dbt built the marts"
     os.killpg(refresh.pid, signal.SIGKILL)
@@ -226,8 +244,7 @@ def test_killed_refreshes_leave_the_served_file_intact_and_the_next_one_succeeds
 
 HOLD_LOCK = textwrap.dedent("""
     import sys
-    from pipelines.resources import writer_lock
-    from pipelines.settings import resolve_paths
+    from pipelines.warehouse import resolve_paths, writer_lock
     with writer_lock(resolve_paths(sys.argv[1], sys.argv[2])):
         print("held", flush=True)
         sys.stdin.read()                                  # until the test closes our stdin
@@ -237,8 +254,13 @@ HOLD_LOCK = textwrap.dedent("""
 def test_the_cli_and_dagster_runs_share_one_writer_lock(tmp_path):
     inbox, warehouse = tmp_path / "inbox", tmp_path / "wh" / "care_outcomes.duckdb"
     (inbox / "ips_quarterly").mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(inbox), str(warehouse)], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(inbox), str(warehouse)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         # a refresh from the command line refuses to start
@@ -248,11 +270,16 @@ def test_the_cli_and_dagster_runs_share_one_writer_lock(tmp_path):
         from dagster import DagsterInstance
 
         result = defs.resolve_job_def("refresh").execute_in_process(
-            instance=DagsterInstance.ephemeral(), raise_on_error=False,
+            instance=DagsterInstance.ephemeral(),
+            raise_on_error=False,
             resources={"warehouse": WarehouseResource(inbox=str(inbox), warehouse=str(warehouse))},
         )
         assert not result.success
-        failures = [e for e in result.all_events if e.event_type_value in ("RUN_FAILURE", "STEP_FAILURE", "RESOURCE_INIT_FAILURE")]
+        failures = [
+            e
+            for e in result.all_events
+            if e.event_type_value in ("RUN_FAILURE", "STEP_FAILURE", "RESOURCE_INIT_FAILURE")
+        ]
         assert any("another refresh is writing" in str(e.event_specific_data) for e in failures), failures
         assert not warehouse.exists()
     finally:

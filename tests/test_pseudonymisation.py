@@ -9,7 +9,7 @@ import hmac
 import duckdb
 import openpyxl
 
-from pipelines.pseudonymise import DEVELOPMENT_KEY
+from pipelines.ingest.pseudonymise import DEVELOPMENT_KEY
 from tests.conftest import SAMPLE
 
 

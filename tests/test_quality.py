@@ -10,8 +10,8 @@ import pytest
 
 from data_quality.runner import run_suite
 from data_quality.suites import ALL_SUITES
-from pipelines.dbt_project import DBT_DIR
-from tests.conftest import SAMPLE, run_refresh
+from pipelines.transform.project import DBT_DIR
+from tests.conftest import SAMPLE
 
 SUITES = {s.name: s for s in ALL_SUITES}
 
@@ -39,30 +39,70 @@ def test_every_blocking_suite_passes_on_the_sample(work_copy):
 @pytest.mark.parametrize(
     "suite, corruption, expected",
     [
-        ("ips_quarterly", "update marts.ips_quarterly set paid_work_rate = 1.5 where program_id = 'GGNET' and year = 2018 and quarter = 1",
-         ["paid_work_rate", '"GGNET"', '"year": 2018']),
-        ("ips_quarterly", "update marts.ips_quarterly set clients_per_fte = clients_per_fte * 2 where program_id = 'LENTIS'",
-         ["clients_per_fte_error", "LENTIS"]),
-        ("ips_quarterly", "update marts.ips_quarterly set follows_gap = false where program_id = 'DIMENCE'",
-         ["follows_gap", "has_gap", "DIMENCE"]),
-        ("ips_quarterly", "update marts.ips_quarterly set uwv_norm_rate = 1.2 where program_id = 'ALTRECHT' and quarter = 2",
-         ["uwv_norm_rate", "ALTRECHT"]),
-        ("ips_quarterly", "insert into marts.ips_quarterly select * from marts.ips_quarterly where program_id = 'GGNET' and year = 2017 and quarter = 1",
-         ["expect_compound_columns_to_be_unique"]),
-        ("raw_ips_quarterly", "update raw.ips_quarterly set paid_work_uwv = paid_work + 1 where program_id = 'GGNET'",
-         ["uwv_over_paid_work"]),
-        ("outflow_by_destination", "update marts.outflow_by_destination set outflow_share = outflow_share + 0.01 where destination = 'opleiding'",
-         ["share_sum_error", "ICT Maatwerk"]),
-        ("outflow_by_destination", "delete from marts.outflow_by_destination where destination = 'pensioen' and provider = 'ICT Maatwerk'",
-         ["missing_destinations"]),
-        ("outflow_summary", "update marts.outflow_summary set regular_count = regular_count + 1 where provider = 'ICT Maatwerk' and year = 2023",
-         ["regular_count_error", "ICT Maatwerk", "2023"]),
-        ("fidelity_totals", "update marts.fidelity_totals set total_ips_a = 111 where program_id = 'GGNET'",
-         ["total_ips_a", "sum_a", "GGNET"]),
-        ("fidelity_items", "update marts.fidelity_items set score_ips_o = 7 where program_id = 'GGNET' and item_code = 'BG2'",
-         ["score_ips_o", "BG2"]),
-        ("raw_outflow", "update raw.outflow set client_id = 'C123456' where provider = 'De Werkplaats'",
-         ["not_pseudonymised"]),
+        (
+            "ips_quarterly",
+            "update marts.ips_quarterly set paid_work_rate = 1.5 "
+            "where program_id = 'GGNET' and year = 2018 and quarter = 1",
+            ["paid_work_rate", '"GGNET"', '"year": 2018'],
+        ),
+        (
+            "ips_quarterly",
+            "update marts.ips_quarterly set clients_per_fte = clients_per_fte * 2 where program_id = 'LENTIS'",
+            ["clients_per_fte_error", "LENTIS"],
+        ),
+        (
+            "ips_quarterly",
+            "update marts.ips_quarterly set follows_gap = false where program_id = 'DIMENCE'",
+            ["follows_gap", "has_gap", "DIMENCE"],
+        ),
+        (
+            "ips_quarterly",
+            "update marts.ips_quarterly set uwv_norm_rate = 1.2 where program_id = 'ALTRECHT' and quarter = 2",
+            ["uwv_norm_rate", "ALTRECHT"],
+        ),
+        (
+            "ips_quarterly",
+            "insert into marts.ips_quarterly "
+            "select * from marts.ips_quarterly where program_id = 'GGNET' and year = 2017 and quarter = 1",
+            ["expect_compound_columns_to_be_unique"],
+        ),
+        (
+            "raw_ips_quarterly",
+            "update raw.ips_quarterly set paid_work_uwv = paid_work + 1 where program_id = 'GGNET'",
+            ["uwv_over_paid_work"],
+        ),
+        (
+            "outflow_by_destination",
+            "update marts.outflow_by_destination set outflow_share = outflow_share + 0.01 "
+            "where destination = 'opleiding'",
+            ["share_sum_error", "ICT Maatwerk"],
+        ),
+        (
+            "outflow_by_destination",
+            "delete from marts.outflow_by_destination where destination = 'pensioen' and provider = 'ICT Maatwerk'",
+            ["missing_destinations"],
+        ),
+        (
+            "outflow_summary",
+            "update marts.outflow_summary set regular_count = regular_count + 1 "
+            "where provider = 'ICT Maatwerk' and year = 2023",
+            ["regular_count_error", "ICT Maatwerk", "2023"],
+        ),
+        (
+            "fidelity_totals",
+            "update marts.fidelity_totals set total_ips_a = 111 where program_id = 'GGNET'",
+            ["total_ips_a", "sum_a", "GGNET"],
+        ),
+        (
+            "fidelity_items",
+            "update marts.fidelity_items set score_ips_o = 7 where program_id = 'GGNET' and item_code = 'BG2'",
+            ["score_ips_o", "BG2"],
+        ),
+        (
+            "raw_outflow",
+            "update raw.outflow set client_id = 'C123456' where provider = 'De Werkplaats'",
+            ["not_pseudonymised"],
+        ),
     ],
 )
 def test_suite_catches_a_broken_table(work_copy, tmp_path, suite, corruption, expected):
@@ -79,11 +119,14 @@ def test_suite_catches_a_broken_table(work_copy, tmp_path, suite, corruption, ex
 
 
 def test_check_results_are_in_the_serving_file(serving):
-    found = dict(serving.execute(
-        "select check_name, passed from audit.check_results where check_name like 'gx_%'").fetchall())
+    found = dict(
+        serving.execute("select check_name, passed from audit.check_results where check_name like 'gx_%'").fetchall()
+    )
     assert {f"gx_{s.name}" for s in ALL_SUITES} == set(found)
     assert found["gx_ips_quarterly_gaps"] is False and found["gx_ips_quarterly"] is True
-    (severity,) = serving.execute("select severity from audit.check_results where check_name = 'gx_ips_quarterly_gaps'").fetchone()
+    (severity,) = serving.execute(
+        "select severity from audit.check_results where check_name = 'gx_ips_quarterly_gaps'"
+    ).fetchone()
     assert severity == "WARN"
 
 
@@ -101,8 +144,13 @@ def test_failed_blocking_check_stops_the_publish_and_keeps_the_served_marts(samp
     model = broken_dbt / "models" / "marts" / "ips_quarterly.sql"
     sql = model.read_text(encoding="utf-8")
     assert "{{ safe_divide('caseload', 'fte') }} as clients_per_fte" in sql
-    model.write_text(sql.replace("{{ safe_divide('caseload', 'fte') }} as clients_per_fte",
-                                 "{{ safe_divide('caseload', 'fte') }} + 1 as clients_per_fte"), encoding="utf-8")
+    model.write_text(
+        sql.replace(
+            "{{ safe_divide('caseload', 'fte') }} as clients_per_fte",
+            "{{ safe_divide('caseload', 'fte') }} + 1 as clients_per_fte",
+        ),
+        encoding="utf-8",
+    )
     before = {p.name: _digest(p) for p in [warehouse, *sorted((served / "parquet").glob("*.parquet"))]}
 
     done = subprocess_refresh(warehouse, broken_dbt)
@@ -124,7 +172,20 @@ def subprocess_refresh(warehouse, dbt_dir):
     from tests.conftest import ROOT
 
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(SAMPLE), "--warehouse", str(warehouse),
-         "--dbt-project", str(dbt_dir)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "refresh",
+            "--inbox",
+            str(SAMPLE),
+            "--warehouse",
+            str(warehouse),
+            "--dbt-project",
+            str(dbt_dir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.registry import RegistryError, load_registry
+from pipelines.ingest.registry import RegistryError, load_registry
 
 
 def test_builtin_registry_loads():

@@ -3,6 +3,7 @@ for the asset graph, the checks, the schedule and the sensor, made to run the re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import ROOT, clean_env
+from tests.conftest import MARTS, ROOT, clean_env
 
 QUERY = """{
   assetNodes {
@@ -53,7 +54,8 @@ def free_port() -> int:
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -88,10 +90,8 @@ def stop(process: subprocess.Popen) -> None:
         pass
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=10)
 
 
@@ -122,7 +122,9 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
         CARE_OUTCOMES_PSEUDONYM_KEY="ui-test-key",
     )
     # as `make dev` runs it: .venv/bin not on PATH, so nothing may rely on finding `dbt` there
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != Path(sys.executable).parent
+    )
     # the console script beside this interpreter, as `make dev` runs it from .venv/bin
     dagster = Path(sys.executable).with_name("dagster")
     port = free_port()
@@ -130,7 +132,11 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         answer = wait_for_code_location(port, process, log, time.monotonic() + 180)
@@ -144,8 +150,14 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
     parents = {key: {"/".join(d["path"]) for d in n["dependencyKeys"]} for key, n in nodes.items()}
 
     # lineage from an inbox folder through every layer to the served file
-    chain = ["inbox/ips_quarterly", "raw/ips_quarterly", "staging/stg_ips__quarterly_submissions",
-             "intermediate/int_ips_quarterly_latest", "marts/ips_quarterly", "serving/care_outcomes"]
+    chain = [
+        "inbox/ips_quarterly",
+        "raw/ips_quarterly",
+        "staging/stg_ips__quarterly_submissions",
+        "intermediate/int_ips_quarterly_latest",
+        "marts/ips_quarterly",
+        "serving/care_outcomes",
+    ]
     for parent, child in zip(chain, chain[1:]):
         assert parent in parents[child], f"{child} should depend on {parent}"
     assert {"inbox/outflow", "inbox/outflow_zorgdossier", "inbox/outflow_careplan_xlsx"} <= parents["raw/outflow"]
@@ -160,7 +172,7 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
         return seen
 
     marts = sorted(k for k in nodes if k.startswith("marts/"))
-    assert len(marts) == 11
+    assert marts == [f"marts/{m}" for m in MARTS]
     for mart in marts:
         assert any(a.startswith("inbox/") for a in ancestors(mart)), f"{mart} has no inbox upstream"
         assert mart in parents["serving/care_outcomes"]

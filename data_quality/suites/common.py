@@ -1,6 +1,15 @@
 """Expectation builders shared by the suites."""
 
+from pathlib import Path
+
 TOLERANCE = 1e-9
+# the dbt seeds (destination and fidelity item catalogues): suites read the same lists the marts are built from
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "dbt" / "seeds"
+
+
+def seed(name: str) -> str:
+    """SQL for a dbt seed's rows, read from its CSV (a raw check can run before dbt has loaded the seeds)."""
+    return "read_csv('" + str(SEEDS_DIR / f"{name}.csv").replace("'", "''") + "', header = true)"
 
 
 def fractions(gxe, *columns: str) -> list:
@@ -11,7 +20,10 @@ def fractions(gxe, *columns: str) -> list:
 def unique(gxe, *columns: str) -> list:
     """One row per key."""
     if len(columns) == 1:
-        return [gxe.ExpectColumnValuesToBeUnique(column=columns[0]), gxe.ExpectColumnValuesToNotBeNull(column=columns[0])]
+        return [
+            gxe.ExpectColumnValuesToBeUnique(column=columns[0]),
+            gxe.ExpectColumnValuesToNotBeNull(column=columns[0]),
+        ]
     return [gxe.ExpectCompoundColumnsToBeUnique(column_list=list(columns))]
 
 

@@ -19,14 +19,24 @@ fidelity_totals = Suite(
             """,
             key=["program_id", "assessment_date"],
             expectations=lambda gxe: [
-                gxe.ExpectColumnPairValuesToBeEqual(column_A="total_ips_a", column_B="sum_a", ignore_row_if="both_values_are_missing"),
-                gxe.ExpectColumnPairValuesToBeEqual(column_A="total_ips_o", column_B="sum_o", ignore_row_if="both_values_are_missing"),
-                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_ips_a", column_B="total_ips_a", or_equal=True,
-                                                           ignore_row_if="either_value_is_missing"),
-                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_ips_o", column_B="total_ips_o", or_equal=True,
-                                                           ignore_row_if="either_value_is_missing"),
-                gxe.ExpectColumnValuesToBeInSet(column="band_ips_a", value_set=["exemplary", "good", "fair", "not IPS"]),
-                gxe.ExpectColumnValuesToBeInSet(column="band_ips_o", value_set=["exemplary", "good", "fair", "not IPS"]),
+                gxe.ExpectColumnPairValuesToBeEqual(
+                    column_A="total_ips_a", column_B="sum_a", ignore_row_if="both_values_are_missing"
+                ),
+                gxe.ExpectColumnPairValuesToBeEqual(
+                    column_A="total_ips_o", column_B="sum_o", ignore_row_if="both_values_are_missing"
+                ),
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="max_ips_a", column_B="total_ips_a", or_equal=True, ignore_row_if="either_value_is_missing"
+                ),
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="max_ips_o", column_B="total_ips_o", or_equal=True, ignore_row_if="either_value_is_missing"
+                ),
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="band_ips_a", value_set=["exemplary", "good", "fair", "not IPS"]
+                ),
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="band_ips_o", value_set=["exemplary", "good", "fair", "not IPS"]
+                ),
                 *unique(gxe, "program_id", "assessment_date"),
             ],
         )
@@ -43,8 +53,10 @@ fidelity_items = Suite(
             sql="select * from marts.fidelity_items",
             key=["program_id", "assessment_date", "item_code"],
             expectations=lambda gxe: [
-                *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1, max_value=5)
-                  for c in ("score_ips_a", "score_ips_o", "national_mean_ips_a", "national_mean_ips_o")],
+                *[
+                    gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1, max_value=5)
+                    for c in ("score_ips_a", "score_ips_o", "national_mean_ips_a", "national_mean_ips_o")
+                ],
                 *unique(gxe, "program_id", "assessment_date", "item_code"),
             ],
         )

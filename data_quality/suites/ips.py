@@ -3,14 +3,21 @@
 from data_quality.runner import Dataset, Suite
 from data_quality.suites.common import fractions, near_zero, unique
 
-RATES = ["paid_work_rate", "paid_work_uwv_rate", "education_rate", "uwv_norm_rate",
-         "successful_outflow_rate", "unsuccessful_outflow_rate"]
+RATES = [
+    "paid_work_rate",
+    "paid_work_uwv_rate",
+    "education_rate",
+    "uwv_norm_rate",
+    "successful_outflow_rate",
+    "unsuccessful_outflow_rate",
+]
 KEY = ["program_id", "year", "quarter"]
 
 ips_quarterly = Suite(
     name="ips_quarterly",
     asset=("marts", "ips_quarterly"),
-    description="Rates in [0, 1], UWV norm <= 1, clients_per_fte = caseload / fte, one row per programme-quarter, gaps flagged.",
+    description="Rates in [0, 1], UWV norm <= 1, clients_per_fte = caseload / fte, one row per programme-quarter, "
+    "gaps flagged.",
     datasets=[
         Dataset(
             name="rows",
@@ -66,7 +73,8 @@ ips_quarterly_gaps = Suite(
 ips_yearly = Suite(
     name="ips_yearly",
     asset=("marts", "ips_yearly"),
-    description="Yearly averages of rates in [0, 1], 1..4 quarters, total caseload at least the first quarter's caseload.",
+    description="Yearly averages of rates in [0, 1], 1..4 quarters, total caseload at least the first quarter's "
+    "caseload.",
     datasets=[
         Dataset(
             name="rows",
@@ -83,8 +91,12 @@ ips_yearly = Suite(
                 *fractions(gxe, *(f"avg_{r}" for r in RATES)),
                 *unique(gxe, "program_id", "year"),
                 gxe.ExpectColumnValuesToBeBetween(column="quarters_reported", min_value=1, max_value=4),
-                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="total_caseload", column_B="first_caseload",
-                                                           or_equal=True, ignore_row_if="either_value_is_missing"),
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="total_caseload",
+                    column_B="first_caseload",
+                    or_equal=True,
+                    ignore_row_if="either_value_is_missing",
+                ),
             ],
         )
     ],
@@ -93,7 +105,8 @@ ips_yearly = Suite(
 ips_quarterly_national = Suite(
     name="ips_quarterly_national",
     asset=("marts", "ips_quarterly_national"),
-    description="National rates in [0, 1], clients_per_fte = mean caseload / mean fte, quartiles ordered, one row per quarter.",
+    description="National rates in [0, 1], clients_per_fte = mean caseload / mean fte, quartiles ordered, "
+    "one row per quarter.",
     datasets=[
         Dataset(
             name="rows",
@@ -107,13 +120,28 @@ ips_quarterly_national = Suite(
             """,
             key=["year", "quarter"],
             expectations=lambda gxe: [
-                *fractions(gxe, *RATES, "paid_work_rate_p25", "paid_work_rate_median", "paid_work_rate_p75",
-                           "successful_outflow_rate_p25", "successful_outflow_rate_median", "successful_outflow_rate_p75"),
+                *fractions(
+                    gxe,
+                    *RATES,
+                    "paid_work_rate_p25",
+                    "paid_work_rate_median",
+                    "paid_work_rate_p75",
+                    "successful_outflow_rate_p25",
+                    "successful_outflow_rate_median",
+                    "successful_outflow_rate_p75",
+                ),
                 *near_zero(gxe, "clients_per_fte_error", "n_programs_error"),
                 *unique(gxe, "year", "quarter"),
-                *[gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=f"{m}_{hi}", column_B=f"{m}_{lo}", or_equal=True,
-                                                             ignore_row_if="either_value_is_missing")
-                  for m in ("paid_work_rate", "successful_outflow_rate") for lo, hi in (("p25", "median"), ("median", "p75"))],
+                *[
+                    gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                        column_A=f"{m}_{hi}",
+                        column_B=f"{m}_{lo}",
+                        or_equal=True,
+                        ignore_row_if="either_value_is_missing",
+                    )
+                    for m in ("paid_work_rate", "successful_outflow_rate")
+                    for lo, hi in (("p25", "median"), ("median", "p75"))
+                ],
             ],
         )
     ],
@@ -143,14 +171,17 @@ ips_benchmark = Suite(
             sql="""
                 select program_id, year, quarter,
                        paid_work_rate_diff - (paid_work_rate - national_paid_work_rate) as paid_work_rate_diff_error,
-                       clients_per_fte_diff - (clients_per_fte - national_clients_per_fte) as clients_per_fte_diff_error,
+                       clients_per_fte_diff - (clients_per_fte - national_clients_per_fte)
+                           as clients_per_fte_diff_error,
                        successful_outflow_rate_diff - (successful_outflow_rate - national_successful_outflow_rate)
                            as successful_outflow_rate_diff_error
                 from marts.ips_benchmark
             """,
             key=KEY,
             expectations=lambda gxe: [
-                *near_zero(gxe, "paid_work_rate_diff_error", "clients_per_fte_diff_error", "successful_outflow_rate_diff_error"),
+                *near_zero(
+                    gxe, "paid_work_rate_diff_error", "clients_per_fte_diff_error", "successful_outflow_rate_diff_error"
+                ),
                 *unique(gxe, *KEY),
             ],
         )

@@ -6,14 +6,18 @@ from data_quality.suites.common import fractions, near_zero, unique, zero
 outflow_by_destination = Suite(
     name="outflow_by_destination",
     asset=("marts", "outflow_by_destination"),
-    description="Shares in [0, 1]; per provider-year every destination present, shares summing to 1, counts to total_outflow.",
+    description="Shares in [0, 1]; per provider-year every destination present, shares summing to 1, "
+    "counts to total_outflow.",
     datasets=[
         Dataset(
             name="rows",
             sql="select * from marts.outflow_by_destination",
             key=["provider", "year", "destination"],
-            expectations=lambda gxe: [*fractions(gxe, "outflow_share"), *unique(gxe, "provider", "year", "destination"),
-                                      gxe.ExpectColumnValuesToBeBetween(column="outflow_count", min_value=0)],
+            expectations=lambda gxe: [
+                *fractions(gxe, "outflow_share"),
+                *unique(gxe, "provider", "year", "destination"),
+                gxe.ExpectColumnValuesToBeBetween(column="outflow_count", min_value=0),
+            ],
         ),
         Dataset(
             name="provider_years",
@@ -46,8 +50,10 @@ outflow_by_location = Suite(
             name="rows",
             sql="select * from marts.outflow_by_location",
             key=["provider", "year", "location", "destination_group"],
-            expectations=lambda gxe: [*fractions(gxe, "outflow_share"),
-                                      *unique(gxe, "provider", "year", "location", "destination_group")],
+            expectations=lambda gxe: [
+                *fractions(gxe, "outflow_share"),
+                *unique(gxe, "provider", "year", "location", "destination_group"),
+            ],
         ),
         Dataset(
             name="locations",
@@ -62,13 +68,21 @@ outflow_by_location = Suite(
     ],
 )
 
-SHARES = ["regular_share", "paid_work_share", "supported_work_share", "education_share",
-          "other_daycare_share", "home_share", "other_share"]
+SHARES = [
+    "regular_share",
+    "paid_work_share",
+    "supported_work_share",
+    "education_share",
+    "other_daycare_share",
+    "home_share",
+    "other_share",
+]
 
 outflow_summary = Suite(
     name="outflow_summary",
     asset=("marts", "outflow_summary"),
-    description="Shares in [0, 1]; regular_count = paid work + education; group shares sum to 1; supported work within paid work.",
+    description="Shares in [0, 1]; regular_count = paid work + education; group shares sum to 1; "
+    "supported work within paid work.",
     datasets=[
         Dataset(
             name="rows",
@@ -84,7 +98,9 @@ outflow_summary = Suite(
                 *fractions(gxe, *SHARES),
                 *near_zero(gxe, "regular_count_error", "group_share_error", "regular_share_error"),
                 *unique(gxe, "provider", "year"),
-                gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="paid_work_count", column_B="supported_work_count", or_equal=True),
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="paid_work_count", column_B="supported_work_count", or_equal=True
+                ),
                 gxe.ExpectColumnValuesToBeBetween(column="median_trajectory_days", min_value=0),
             ],
         )
@@ -98,10 +114,16 @@ outflow_ladder = Suite(
     datasets=[
         Dataset(
             name="rows",
-            sql="select *, moved_up_share + stable_share + moved_down_share - 1 as share_sum_error from marts.outflow_ladder",
+            sql="""
+                select *, moved_up_share + stable_share + moved_down_share - 1 as share_sum_error
+                from marts.outflow_ladder
+            """,
             key=["provider", "year"],
-            expectations=lambda gxe: [*fractions(gxe, "moved_up_share", "stable_share", "moved_down_share"),
-                                      *near_zero(gxe, "share_sum_error"), *unique(gxe, "provider", "year")],
+            expectations=lambda gxe: [
+                *fractions(gxe, "moved_up_share", "stable_share", "moved_down_share"),
+                *near_zero(gxe, "share_sum_error"),
+                *unique(gxe, "provider", "year"),
+            ],
         )
     ],
 )

@@ -2,7 +2,7 @@
 (raw tables can hold millions of rows; only the counts reach pandas)."""
 
 from data_quality.runner import Dataset, Suite
-from data_quality.suites.common import zero
+from data_quality.suites.common import seed, zero
 
 raw_ips_quarterly = Suite(
     name="raw_ips_quarterly",
@@ -15,9 +15,11 @@ raw_ips_quarterly = Suite(
                 select
                     count(*) filter (where paid_work_uwv > paid_work) as uwv_over_paid_work,
                     count(*) filter (where paid_work > caseload or education > caseload
-                                     or outflow_successful > caseload or outflow_unsuccessful > caseload) as over_caseload,
+                                     or outflow_successful > caseload or outflow_unsuccessful > caseload)
+                        as over_caseload,
                     count(*) filter (where least(caseload, paid_work, paid_work_uwv, education, outflow_successful,
-                                                 outflow_unsuccessful, coalesce(new_clients, 0)) < 0 or fte < 0) as negative,
+                                                 outflow_unsuccessful, coalesce(new_clients, 0)) < 0 or fte < 0)
+                        as negative,
                     count(*) filter (where quarter not between 1 and 4) as bad_quarter
                 from raw.ips_quarterly
             """,
@@ -30,17 +32,17 @@ raw_ips_quarterly = Suite(
 raw_outflow = Suite(
     name="raw_outflow",
     asset=("raw", "outflow"),
-    description="Every stored deregistration: end not before start, a canonical destination, a pseudonymised client id.",
+    description="Every stored deregistration: end not before start, a canonical destination (the destination seed), "
+    "a pseudonymised client id.",
     datasets=[
         Dataset(
             name="violations",
-            sql="""
+            sql=f"""
                 select
                     count(*) filter (where end_date < start_date) as end_before_start,
-                    count(*) filter (where destination not in (
-                        'betaald_werk_regulier', 'betaald_werk_ondersteund', 'opleiding', 'vrijwilligerswerk',
-                        'andere_dagbesteding', 'thuissituatie', 'gesloten_setting', 'pensioen', 'onbekend')) as unknown_destination,
-                    count(*) filter (where not regexp_full_match(client_id, '[0-9a-f]{64}')) as not_pseudonymised
+                    count(*) filter (where destination not in (select destination from {seed("destinations")}))
+                        as unknown_destination,
+                    count(*) filter (where not regexp_full_match(client_id, '[0-9a-f]{{64}}')) as not_pseudonymised
                 from raw.outflow
             """,
             key=[],
@@ -57,7 +59,8 @@ raw_ips_fidelity = Suite(
         Dataset(
             name="violations",
             sql="""
-                select count(*) filter (where score_ips_a not between 1 and 5 or score_ips_o not between 1 and 5) as bad_score
+                select count(*) filter (where score_ips_a not between 1 and 5 or score_ips_o not between 1 and 5)
+                    as bad_score
                 from raw.ips_fidelity
             """,
             key=[],

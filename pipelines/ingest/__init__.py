@@ -1,1 +1,6 @@
-"""Inbound files -> raw tables: read (read.py), check against the contract (validate.py), decide each file's fate (load.py)."""
+"""Ingest: inbound files -> raw tables.
+
+The contracts (``contracts/``) and the sources that map files onto them (``sources/``) form the registry
+(``registry.py``). Each file is read (``read.py``), checked against its contract (``validate.py``), client ids
+are pseudonymised (``pseudonymise.py``), and ``load.decide`` chooses its fate. ``assets.py`` holds the Dagster assets.
+"""

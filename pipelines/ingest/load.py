@@ -18,28 +18,30 @@ from pathlib import Path
 import duckdb
 
 from pipelines.ingest.read import Unreadable, read_cells
-from pipelines.ingest.validate import Rejected, q, validate
-from pipelines.registry import Contract, Registry, Source
+from pipelines.ingest.registry import Contract, Registry, Source
+from pipelines.ingest.validate import Rejected, validate
+from pipelines.warehouse import ensure_audit, has_table, q
 
 SQL_TYPES = {"text": "varchar", "integer": "bigint", "decimal": "double", "date": "date", "timestamp": "timestamp"}
+# after the contract's columns, every raw table says where each row came from
+LINEAGE_COLUMNS = {
+    "_load_id": "integer not null",  # audit.file_loads.load_id of the file
+    "_source": "varchar not null",
+    "_file_name": "varchar not null",
+    "_source_row": "bigint not null",  # the row a person sees in the file
+    "_loaded_at": "timestamp not null",
+}
 
-AUDIT_DDL = """
-create schema if not exists audit;
-create table if not exists audit.file_loads (
-    load_id      integer primary key,
-    file_name    varchar not null,
-    source       varchar not null,
-    status       varchar not null check (status in ('loaded', 'quarantined', 'duplicate')),
-    rows_loaded  bigint not null,
-    error        varchar,
-    sha256       varchar not null,
-    loaded_at    timestamp not null
-);
-"""
+
+def raw_columns(contract: Contract) -> dict[str, str]:
+    """The columns of raw.<contract> with their SQL types: the contract's, then the lineage columns."""
+    return {c.name: SQL_TYPES[c.type] for c in contract.columns} | LINEAGE_COLUMNS
 
 
 @dataclass(frozen=True)
 class FileLoad:
+    """One row of audit.file_loads: what happened to one inbound file."""
+
     file_name: str
     source: str
     status: str
@@ -50,14 +52,10 @@ class FileLoad:
 
 def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """Create the audit table and ``raw.<contract>`` if missing, so an empty inbox still builds."""
-    con.execute(AUDIT_DDL)
+    ensure_audit(con)
     con.execute("create schema if not exists raw")
-    columns = ", ".join(f"{q(c.name)} {SQL_TYPES[c.type]}" for c in contract.columns)
-    con.execute(
-        f"create table if not exists raw.{q(contract.raw_table)} ({columns}, "
-        "_load_id integer not null, _source varchar not null, _file_name varchar not null, "
-        "_source_row bigint not null, _loaded_at timestamp not null)"
-    )
+    columns = ", ".join(f"{q(name)} {sql_type}" for name, sql_type in raw_columns(contract).items())
+    con.execute(f"create table if not exists raw.{q(contract.raw_table)} ({columns})")
 
 
 def sha256_of(path: Path) -> str:
@@ -88,19 +86,29 @@ def _quarantine(path: Path, sha: str, quarantine_dir: Path) -> None:
 
 
 def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: dt.datetime, pseudonymise) -> None:
-    columns = [c.name for c in contract.columns]
-    selected = [pseudonymise(f"y.{q(c)}") if c in contract.pseudonymise else f"y.{q(c)}" for c in columns]
+    selected = [
+        pseudonymise(f"y.{q(c.name)}") if c.name in contract.pseudonymise else f"y.{q(c.name)}"
+        for c in contract.columns
+    ]
     con.execute(
-        f"insert into raw.{q(contract.raw_table)} ({', '.join(q(c) for c in columns)}, "
-        "_load_id, _source, _file_name, _source_row, _loaded_at) "
+        f"insert into raw.{q(contract.raw_table)} ({', '.join(map(q, raw_columns(contract)))}) "
+        # the lineage columns, in the order of LINEAGE_COLUMNS
         f"select {', '.join(selected)}, (select max(load_id) from audit.file_loads), ?, ?, y._row, ? "
         "from _typed y order by y._row",
         [source.name, file_name, now],
     )
 
 
-def decide(con, path: Path, file_name: str, source: Source, contract: Contract, quarantine_dir: Path,
-           now: dt.datetime, pseudonymise) -> FileLoad | None:
+def decide(
+    con,
+    path: Path,
+    file_name: str,
+    source: Source,
+    contract: Contract,
+    quarantine_dir: Path,
+    now: dt.datetime,
+    pseudonymise,
+) -> FileLoad | None:
     """The one function that decides a file's fate. None when this exact file was handled before."""
     sha = sha256_of(path)
     seen = con.execute(
@@ -136,15 +144,37 @@ def decide(con, path: Path, file_name: str, source: Source, contract: Contract, 
     return load
 
 
-def ingest_contract(con, registry: Registry, contract: Contract, inbox: Path, quarantine_dir: Path,
-                    pseudonymise=lambda expr: expr) -> list[FileLoad]:
+def ingest_contract(
+    con, registry: Registry, contract: Contract, inbox: Path, quarantine_dir: Path, pseudonymise=lambda expr: expr
+) -> list[FileLoad]:
     """Load every new file of every source of this contract; return what happened to each."""
     ensure_tables(con, contract)
     now = dt.datetime.now().replace(microsecond=0)
     loads = []
     for source in registry.sources_for(contract.name):
         for path in inbox_files(inbox, source):
-            load = decide(con, path, f"{source.folder}/{path.name}", source, contract, quarantine_dir, now, pseudonymise)
+            load = decide(
+                con, path, f"{source.folder}/{path.name}", source, contract, quarantine_dir, now, pseudonymise
+            )
             if load is not None:
                 loads.append(load)
     return loads
+
+
+def last_load_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The newest load_id of audit.file_loads (0 before the first file)."""
+    if not has_table(con, "audit", "file_loads"):
+        return 0
+    return con.execute("select coalesce(max(load_id), 0) from audit.file_loads").fetchall()[0][0]
+
+
+def loads_after(con: duckdb.DuckDBPyConnection, load_id: int) -> list[FileLoad]:
+    """Every file decided after ``load_id``, in the order they were decided."""
+    if not has_table(con, "audit", "file_loads"):
+        return []
+    rows = con.execute(
+        "select file_name, source, status, rows_loaded, error, sha256 from audit.file_loads where load_id > ? "
+        "order by load_id",
+        [load_id],
+    ).fetchall()
+    return [FileLoad(*row) for row in rows]

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.registry import Source
+from pipelines.ingest.registry import Source
 
 CHUNK = 1 << 20
 
@@ -48,6 +48,7 @@ def read_cells(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> li
 
 
 # --- CSV -------------------------------------------------------------------------------------
+
 
 def _detect_encoding(path: Path, wanted: str) -> str:
     """The declared encoding, or for 'auto': UTF-8 when the bytes are valid UTF-8, else cp1252."""
@@ -105,7 +106,7 @@ def _csv_error(exc: duckdb.Error) -> str:
     if not match:
         return f"cannot be read as CSV: {str(exc).splitlines()[0]}"
     line, original, rest = match.groups()
-    problem = next((l.strip() for l in rest.splitlines() if l.strip()), "")
+    problem = next((text.strip() for text in rest.splitlines() if text.strip()), "")
     if not problem or problem.startswith("Possible fixes"):
         problem = "malformed line"
     return f"row {line}: {problem} (line reads {original[:80]!r})"
@@ -133,6 +134,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> lis
 
 
 # --- XLSX ------------------------------------------------------------------------------------
+
 
 def _cell_text(value) -> str | None:
     """Excel gives numbers as doubles and dates as datetimes: write them as a person would type them."""
@@ -171,7 +173,7 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> li
         header.pop()
     if not any(header):
         raise Unreadable(f"sheet {sheet.name!r} row {source.header_row} holds no column names")
-    body = rows[source.header_row:]
+    body = rows[source.header_row :]
     width = len(header)
     columns = list(zip(*[(list(r) + [None] * width)[:width] for r in body])) or [()] * width
     table = pa.table(

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.registry import Contract, ContractColumn, Source
+from pipelines.ingest.registry import Contract, ContractColumn, Source
+from pipelines.warehouse import PROJECT_ROOT, lit, q
 
 MAX_REPORTED = 5
 
@@ -46,16 +47,6 @@ class Rejected(Exception):
         return shown + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
-def q(name: str) -> str:
-    """Quote an identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(text: str) -> str:
-    """Quote a string literal taken from the registry (configuration, never data values)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _norm(header: str) -> str:
     return " ".join(header.split()).casefold()
 
@@ -70,7 +61,9 @@ def file_name_values(file_name: str, source: Source) -> dict[str, str]:
     return {k: v for k, v in match.groupdict().items() if v is not None}
 
 
-def map_header(header: list[str], contract: Contract, source: Source, constants: dict[str, str] | None = None) -> dict[str, int]:
+def map_header(
+    header: list[str], contract: Contract, source: Source, constants: dict[str, str] | None = None
+) -> dict[str, int]:
     """Contract column -> position in the file; Rejected when a column is missing, unknown or doubled."""
     constants = constants or {}
     lookup = {_norm(k): v for k, v in source.columns.items()}
@@ -112,7 +105,9 @@ def _typed_expr(column: ContractColumn, text: str, source: Source) -> str:
     if column.type == "decimal":
         return f"try_cast({number} as double)"
     if column.type == "date":
-        return f"cast(coalesce(try_strptime({text}, {lit(source.date_format)}), try_strptime({text}, '%Y-%m-%d')) as date)"
+        return (
+            f"cast(coalesce(try_strptime({text}, {lit(source.date_format)}), try_strptime({text}, '%Y-%m-%d')) as date)"
+        )
     if column.type == "timestamp":
         return f"coalesce(try_cast({text} as timestamp), try_strptime({text}, {lit(source.date_format)}))"
     return text
@@ -124,7 +119,8 @@ def _type_rule(column: ContractColumn, source: Source) -> str:
         "integer": "not a whole number",
         "decimal": f"not a number{decimal}",
         "date": f"not a date (expected {_human_date_format(source.date_format)})",
-        "timestamp": f"not a date or timestamp (expected yyyy-mm-dd [hh:mi:ss] or {_human_date_format(source.date_format)})",
+        "timestamp": "not a date or timestamp "
+        f"(expected yyyy-mm-dd [hh:mi:ss] or {_human_date_format(source.date_format)})",
     }.get(column.type, "not valid text")
 
 
@@ -132,8 +128,13 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def build_typed(con: duckdb.DuckDBPyConnection, contract: Contract, source: Source, positions: dict[str, int],
-                constants: dict[str, str] | None = None) -> None:
+def build_typed(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    source: Source,
+    positions: dict[str, int],
+    constants: dict[str, str] | None = None,
+) -> None:
     """Create ``_text`` (trimmed, value-mapped text) and ``_typed`` (cast) from ``_cells``."""
     constants = constants or {}
     empty = ", ".join(lit(v.casefold()) for v in ("", *source.null_values))
@@ -183,7 +184,13 @@ def _checks(contract: Contract, source: Source) -> list[tuple[str, str, str]]:
             checks.append((c.name, f"{y} > extract(year from current_date)", "lies in the future"))
         if c.values:
             accepted = ", ".join(lit(v) for v in c.values)
-            checks.append((c.name, f"{y} not in ({accepted})", f"unknown value (expected one of: {', '.join(c.values)}, or a label mapped in the source YAML)"))
+            checks.append(
+                (
+                    c.name,
+                    f"{y} not in ({accepted})",
+                    f"unknown value (expected one of: {', '.join(c.values)}, or a label mapped in the source YAML)",
+                )
+            )
     return checks
 
 
@@ -211,7 +218,8 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
         known = " and ".join(f"y.{q(c)} is not null" for c in columns) or "true"
         values = " || ', ' || ".join(f"'{c}=' || {_shown(c, contract, 'y.')}" for c in columns) or "''"
         parts.append(
-            f"select y._row, {lit(', '.join(columns))}, {values}, {lit('breaks rule: ' + rule.name + ' (' + rule.check + ')')} "
+            f"select y._row, {lit(', '.join(columns))}, {values}, "
+            f"{lit('breaks rule: ' + rule.name + ' (' + rule.check + ')')} "
             f"from _typed y where {known} and not ({rule.check})"
         )
     key = ", ".join(q(k) for k in contract.key)
@@ -219,7 +227,10 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
     if contract.key_repeats == "never":
         repeated, what = "count(*) > 1", "repeat the same key"
     else:
-        repeated, what = f"count(distinct md5(cast(row({others}) as varchar))) > 1", "have the same key but different values"
+        repeated, what = (
+            f"count(distinct md5(cast(row({others}) as varchar))) > 1",
+            "have the same key but different values",
+        )
     parts.append(
         f"select min(_row), {lit(', '.join(contract.key))}, "
         f"concat_ws(', ', {', '.join(_shown(k, contract) for k in contract.key)}), "
@@ -237,8 +248,6 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
 
 def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """Make each reference CSV of the contract (e.g. the fidelity item catalogue seed) a temp table ref_<name>."""
-    from pipelines.settings import PROJECT_ROOT
-
     for name, csv in contract.references.items():
         con.execute(
             f"create or replace temp table {q('ref_' + name)} as select * from read_csv(?, header = true)",
@@ -246,8 +255,9 @@ def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
         )
 
 
-def validate(con: duckdb.DuckDBPyConnection, header: list[str], contract: Contract, source: Source,
-             file_name: str = "") -> int:
+def validate(
+    con: duckdb.DuckDBPyConnection, header: list[str], contract: Contract, source: Source, file_name: str = ""
+) -> int:
     """Build ``_typed`` or raise Rejected. Returns the number of data rows."""
     constants = file_name_values(file_name, source)
     positions = map_header(header, contract, source, constants)

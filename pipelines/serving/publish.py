@@ -13,41 +13,30 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.validate import lit, q
-from pipelines.settings import Paths
+from pipelines.warehouse import Paths, ensure_audit, lit, q
 
 # Written in the storage format of DuckDB 1.0 so the older DuckDB builds inside BI drivers can read it.
 SERVING_STORAGE_VERSION = "v1.0.0"
 
-CHECK_RESULTS_DDL = """
-create schema if not exists audit;
-create table if not exists audit.check_results (
-    run_id       varchar not null,
-    checked_at   timestamp not null,
-    asset        varchar not null,
-    check_name   varchar not null,
-    passed       boolean not null,
-    severity     varchar not null,
-    blocking     boolean not null,
-    description  varchar,
-    details      varchar
-);
-"""
-
 
 def record_check_results(con: duckdb.DuckDBPyConnection, run_id: str, rows: list[tuple]) -> None:
     """rows: (checked_at, asset, check_name, passed, severity, blocking, description, details)."""
-    con.execute(CHECK_RESULTS_DDL)
+    ensure_audit(con)
     con.execute("delete from audit.check_results where run_id = ?", [run_id])
     if rows:
-        con.executemany("insert into audit.check_results values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in rows])
+        con.executemany(
+            "insert into audit.check_results values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in rows]
+        )
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute(
-        "select table_name from information_schema.tables where table_schema = 'marts' and table_catalog = current_database() "
-        "and table_type = 'BASE TABLE' order by table_name"
-    ).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' "
+            "and table_catalog = current_database() and table_type = 'BASE TABLE' order by table_name"
+        ).fetchall()
+    ]
 
 
 def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[str, int]:
@@ -55,7 +44,7 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(paths)
     tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
-    con.execute(CHECK_RESULTS_DDL)
+    ensure_audit(con)
     tables = mart_tables(con)
     counts: dict[str, int] = {}
     con.execute(f"attach {lit(str(tmp))} as serving (storage_version {lit(SERVING_STORAGE_VERSION)})")
@@ -67,7 +56,8 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
             counts[table] = con.execute(f"select count(*) from serving.marts.{q(table)}").fetchall()[0][0]
         con.execute("create table serving.audit.file_loads as select * from audit.file_loads order by load_id")
         con.execute(
-            "create table serving.audit.check_results as select * from audit.check_results where run_id = ? order by asset, check_name",
+            "create table serving.audit.check_results as "
+            "select * from audit.check_results where run_id = ? order by asset, check_name",
             [run_id],
         )
         con.execute("checkpoint serving")

@@ -1,14 +1,15 @@
 """The serving asset: record this run's check results, then publish marts and audit atomically."""
 
-
 import datetime as dt
 import json
 
 from dagster import AssetExecutionContext, AssetKey, DagsterEventType, MaterializeResult, MetadataValue, asset
 
-from pipelines.assets.ingest import WAREHOUSE_POOL
-from pipelines.publish import publish, record_check_results
-from pipelines.resources import WarehouseResource
+from pipelines.serving.publish import publish, record_check_results
+from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource
+
+SERVING_KEY = AssetKey(["serving", "care_outcomes"])
+ROWS_PER_MART = "rows_per_mart"  # metadata of the serving asset: mart name -> rows published
 
 
 def _metadata_text(metadata: dict) -> str:
@@ -24,16 +25,18 @@ def check_rows(context: AssetExecutionContext) -> list[tuple]:
     for entry in context.instance.all_logs(context.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.asset_check_evaluation_data
         severity = evaluation.severity.value if evaluation.severity else "ERROR"
-        rows.append((
-            dt.datetime.fromtimestamp(entry.timestamp).replace(microsecond=0),
-            evaluation.asset_key.to_user_string(),
-            evaluation.check_name,
-            bool(evaluation.passed),
-            severity,
-            bool(evaluation.blocking),
-            evaluation.description,
-            _metadata_text(evaluation.metadata or {}),
-        ))
+        rows.append(
+            (
+                dt.datetime.fromtimestamp(entry.timestamp).replace(microsecond=0),
+                evaluation.asset_key.to_user_string(),
+                evaluation.check_name,
+                bool(evaluation.passed),
+                severity,
+                bool(evaluation.blocking),
+                evaluation.description,
+                _metadata_text(evaluation.metadata or {}),
+            )
+        )
     return rows
 
 
@@ -41,7 +44,7 @@ def build_serving_asset(marts: list[AssetKey]):
     """The serving file, downstream of every mart (and so of every blocking check on them)."""
 
     @asset(
-        key=AssetKey(["serving", "care_outcomes"]),
+        key=SERVING_KEY,
         deps=marts,
         group_name="serving",
         kinds={"duckdb", "parquet"},
@@ -59,7 +62,7 @@ def build_serving_asset(marts: list[AssetKey]):
             metadata={
                 "path": MetadataValue.path(str(paths.warehouse)),
                 "parquet": MetadataValue.path(str(paths.parquet_dir)),
-                "rows_per_mart": MetadataValue.json(counts),
+                ROWS_PER_MART: MetadataValue.json(counts),
                 "checks_recorded": len(rows),
             }
         )

@@ -1,7 +1,7 @@
 """The source registry: inbound contracts and the sources that map files onto them.
 
-A *contract* (``pipelines/contracts/*.yaml``) names the columns, types and rules of one kind of
-inbound data and the raw table it lands in. A *source* (``pipelines/sources/*.yaml``, plus any
+A *contract* (``pipelines/ingest/contracts/*.yaml``) names the columns, types and rules of one kind of
+inbound data and the raw table it lands in. A *source* (``pipelines/ingest/sources/*.yaml``, plus any
 folder named by ``CARE_OUTCOMES_SOURCES_DIR``) says how one care system's or form's files look:
 folder, file patterns, format, delimiter, encoding, decimal mark, date format, header mapping and
 value mapping. Adding a care system is adding a source YAML; no Python changes.
@@ -9,14 +9,15 @@ value mapping. Adding a care system is adding a source YAML; no Python changes.
 
 from __future__ import annotations
 
-import os
+import csv
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipelines.warehouse import PROJECT_ROOT
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONTRACTS_DIR = PACKAGE_DIR / "contracts"
@@ -42,6 +43,10 @@ class ContractColumn(_Strict):
     max: float | None = None
     not_after_current_year: bool = False
     values: tuple[str, ...] | None = Field(None, description="the accepted codes")
+    values_from: str | None = Field(
+        None,
+        description="<reference>.<column>: the accepted codes are that column of a reference CSV (e.g. a dbt seed)",
+    )
     description: str | None = None
 
 
@@ -55,7 +60,8 @@ class Contract(_Strict):
     description: str
     key: tuple[str, ...]
     key_repeats: Literal["when_different", "never"] = Field(
-        "when_different", description="when_different: identical repeated rows are tolerated; never: any repeat of a key is rejected"
+        "when_different",
+        description="when_different: identical repeated rows are tolerated; never: any repeat of a key is rejected",
     )
     columns: tuple[ContractColumn, ...]
     rules: tuple[ContractRule, ...] = ()
@@ -128,18 +134,36 @@ def _build(model: type[BaseModel], path: Path, data: dict):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise RegistryError(f"{path}: {problems}") from None
 
 
-def _check_contract(contract: Contract, path: Path) -> None:
-    from pipelines.settings import PROJECT_ROOT
+def _reference_values(data: dict, path: Path) -> dict:
+    """Fill ``values`` of every column with ``values_from`` from its reference CSV, so the codes have one home."""
+    references = data.get("references") or {}
+    columns = []
+    for column in data.get("columns") or []:
+        if isinstance(column, dict) and column.get("values_from"):
+            reference, _, name = str(column["values_from"]).partition(".")
+            if reference not in references:
+                raise RegistryError(
+                    f"{path}: column '{column.get('name')}' takes its values from unknown reference '{reference}'"
+                )
+            with (PROJECT_ROOT / references[reference]).open(encoding="utf-8", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            if not rows or name not in rows[0]:
+                raise RegistryError(f"{path}: reference '{reference}' has no column '{name}'")
+            column = {**column, "values": [row[name] for row in rows]}
+        columns.append(column)
+    return {**data, "columns": columns}
 
-    for name, csv in contract.references.items():
-        if not (PROJECT_ROOT / csv).is_file():
-            raise RegistryError(f"{path}: reference '{name}' points to {csv}, which does not exist")
+
+def _load_contract(path: Path) -> Contract:
+    data = read_yaml(path)
+    for name, csv_path in (data.get("references") or {}).items():
+        if not (PROJECT_ROOT / csv_path).is_file():
+            raise RegistryError(f"{path}: reference '{name}' points to {csv_path}, which does not exist")
+    return _build(Contract, path, _reference_values(data, path))
 
 
 def _check_source(source: Source, contracts: dict[str, Contract], path: Path) -> None:
@@ -149,7 +173,9 @@ def _check_source(source: Source, contracts: dict[str, Contract], path: Path) ->
     names = {c.name for c in contract.columns}
     for header, column in source.columns.items():
         if column not in names:
-            raise RegistryError(f"{path}: header '{header}' maps to unknown column '{column}' of contract '{contract.name}'")
+            raise RegistryError(
+                f"{path}: header '{header}' maps to unknown column '{column}' of contract '{contract.name}'"
+            )
     for column in source.values:
         if column not in names:
             raise RegistryError(f"{path}: value mapping for unknown column '{column}' of contract '{contract.name}'")
@@ -160,28 +186,20 @@ def _check_source(source: Source, contracts: dict[str, Contract], path: Path) ->
             raise RegistryError(f"{path}: file_name_pattern is not a valid regular expression: {exc}") from None
         unknown = [g for g in groups if g not in names]
         if unknown or not groups:
-            raise RegistryError(f"{path}: file_name_pattern needs named groups that are contract columns (unknown: {unknown})")
+            raise RegistryError(
+                f"{path}: file_name_pattern needs named groups that are contract columns (unknown: {unknown})"
+            )
     if len(source.delimiter) != 1:
         raise RegistryError(f"{path}: delimiter must be one character, got {source.delimiter!r}")
 
 
-def source_dirs() -> list[Path]:
-    """The built-in sources folder, then any folders in CARE_OUTCOMES_SOURCES_DIR (os.pathsep separated)."""
-    extra = [Path(p) for p in os.environ.get("CARE_OUTCOMES_SOURCES_DIR", "").split(os.pathsep) if p]
-    return [SOURCES_DIR, *extra]
-
-
-def load_registry(extra_dirs: tuple[Path, ...] | None = None) -> Registry:
-    """Read and validate every contract and source; raise RegistryError naming the broken file."""
-    contracts: dict[str, Contract] = {}
-    for path in sorted(CONTRACTS_DIR.glob("*.yaml")):
-        contract = _build(Contract, path, read_yaml(path))
-        _check_contract(contract, path)
-        contracts[contract.name] = contract
+def load_registry(extra_dirs: tuple[Path, ...] = ()) -> Registry:
+    """Read and validate every contract and the sources of the built-in folder and ``extra_dirs``
+    (CARE_OUTCOMES_SOURCES_DIR); raise RegistryError naming the broken file."""
+    contracts = {c.name: c for c in map(_load_contract, sorted(CONTRACTS_DIR.glob("*.yaml")))}
     sources: dict[str, Source] = {}
     folders: dict[str, Path] = {}
-    dirs = [SOURCES_DIR, *extra_dirs] if extra_dirs is not None else source_dirs()
-    for directory in dirs:
+    for directory in [SOURCES_DIR, *extra_dirs]:
         if not directory.is_dir():
             raise RegistryError(f"{directory}: sources folder does not exist")
         for path in sorted(directory.glob("*.y*ml")):
@@ -189,15 +207,11 @@ def load_registry(extra_dirs: tuple[Path, ...] | None = None) -> Registry:
             source = _build(Source, path, {**data, "path": str(path)})
             _check_source(source, contracts, path)
             if source.name in sources:
-                raise RegistryError(f"{path}: source name '{source.name}' is already used by {sources[source.name].path}")
+                raise RegistryError(
+                    f"{path}: source name '{source.name}' is already used by {sources[source.name].path}"
+                )
             if source.folder in folders:
                 raise RegistryError(f"{path}: folder '{source.folder}' is already read by {folders[source.folder]}")
             sources[source.name] = source
             folders[source.folder] = path
     return Registry(contracts=contracts, sources=sources)
-
-
-@lru_cache(maxsize=1)
-def builtin_contracts() -> dict[str, Contract]:
-    """The contracts alone, for building Dagster asset specs at import time without reading env."""
-    return {c.name: c for c in (_build(Contract, p, read_yaml(p)) for p in sorted(CONTRACTS_DIR.glob("*.yaml")))}

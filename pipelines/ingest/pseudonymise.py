@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.settings import SAMPLE_INBOX
+from pipelines.warehouse import SAMPLE_INBOX
 
 KEY_VARIABLE = "CARE_OUTCOMES_PSEUDONYM_KEY"
 # DEVELOPMENT KEY, PUBLIC, FOR THE BUNDLED SAMPLE DATA ONLY. Never use it for real client data.

@@ -7,11 +7,18 @@ the others warn. Each check reads the working database read-only after its table
 import json
 
 import duckdb
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
 
 from data_quality.runner import MAX_SAMPLES, Suite
 from data_quality.suites import ALL_SUITES
-from pipelines.resources import WarehouseResource
+from pipelines.warehouse import WarehouseResource
 
 
 def build_check(suite: Suite):
@@ -34,8 +41,10 @@ def build_check(suite: Suite):
                     severity=severity,
                     description=f"suite {suite.name} could not read its data: {str(exc).splitlines()[0]}",
                 )
-        failing = [{"expectation": f["expectation"], "rows": f["unexpected_count"], "examples": f["examples"][:MAX_SAMPLES]}
-                   for f in outcome.failures]
+        failing = [
+            {"expectation": f["expectation"], "rows": f["unexpected_count"], "examples": f["examples"][:MAX_SAMPLES]}
+            for f in outcome.failures
+        ]
         return AssetCheckResult(
             passed=outcome.success,
             severity=severity,
@@ -52,4 +61,5 @@ def build_check(suite: Suite):
 
 
 def gx_checks() -> list:
+    """One asset check per suite of data_quality/suites."""
     return [build_check(suite) for suite in ALL_SUITES]

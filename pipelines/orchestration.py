@@ -1,0 +1,175 @@
+"""When and how the refresh runs: the job, the nightly schedule, the inbox sensor, and what a finished run says."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    ExecuteInProcessResult,
+    RunRequest,
+    ScheduleDefinition,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    in_process_executor,
+    sensor,
+)
+
+from pipelines.ingest.load import FileLoad, inbox_files
+from pipelines.ingest.registry import Registry
+from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
+from pipelines.warehouse import WarehouseResource
+
+REFRESH_JOB_NAME = "refresh"
+WRITER_TAG = "care_outcomes/warehouse"
+
+refresh_job = define_asset_job(
+    name=REFRESH_JOB_NAME,
+    selection=AssetSelection.all() - AssetSelection.groups("inbox"),
+    description="One full refresh: ingest the inbox, dbt build (models + data tests), quality checks, "
+    "publish the serving file.",
+    # DuckDB allows one writing process: the steps of a run go one after another, in one process
+    executor_def=in_process_executor,
+    # at most one refresh run at a time: deploy/dagster.yaml limits runs with this tag to 1
+    tags={WRITER_TAG: "writer"},
+)
+
+nightly_refresh = ScheduleDefinition(
+    name="nightly_refresh",
+    job=refresh_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="Europe/Amsterdam",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="The nightly refresh, so the marts are fresh when BI tools read them in the morning.",
+)
+
+
+def inbox_snapshot(registry: Registry, warehouse: WarehouseResource) -> dict[str, list[int]]:
+    """Every file of every source folder: inbox path -> [size, mtime in ns]. Cheap: no file is read."""
+    inbox = warehouse.paths().inbox
+    snapshot = {}
+    for source in registry.sources.values():
+        for path in inbox_files(inbox, source):  # exactly the files the ingest will read
+            stat = path.stat()
+            snapshot[f"{source.folder}/{path.name}"] = [stat.st_size, stat.st_mtime_ns]
+    return snapshot
+
+
+def new_files(snapshot: dict[str, list[int]], cursor: str | None) -> list[str]:
+    """Files that were not in the cursor's snapshot, or changed since."""
+    seen = json.loads(cursor) if cursor else {}
+    return sorted(name for name, signature in snapshot.items() if seen.get(name) != signature)
+
+
+def build_inbox_sensor(registry: Registry) -> SensorDefinition:
+    """The sensor watching the folders of the registry's sources."""
+
+    @sensor(
+        name="inbox_sensor",
+        job=refresh_job,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.STOPPED,
+        description="Starts a refresh when files arrive in (or change in) a source folder of the inbox; "
+        "its cursor remembers every file seen with its size and modification time.",
+    )
+    def inbox_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+        snapshot = inbox_snapshot(registry, warehouse)
+        arrived = new_files(snapshot, context.cursor)
+        context.update_cursor(json.dumps(snapshot, sort_keys=True))
+        if not arrived:
+            return SkipReason("no new files in the inbox")
+        signature = json.dumps({n: snapshot[n] for n in arrived}, sort_keys=True).encode()
+        return RunRequest(
+            run_key=hashlib.sha256(signature).hexdigest()[:16], tags={"care_outcomes/new_files": str(len(arrived))}
+        )
+
+    return inbox_sensor
+
+
+# --- what a finished run says ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One asset check of a run: a dbt data test or a Great Expectations suite."""
+
+    asset: str
+    name: str
+    passed: bool
+    severity: str  # ERROR blocks, WARN informs
+    detail: str
+
+    @property
+    def label(self) -> str:
+        """'<table>: <check> (<severity>): <what failed, with example rows>' for the summary."""
+        return f"{self.asset}: {self.name} ({self.severity}): {self.detail}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one refresh run did: the files it decided, its checks, and what it published."""
+
+    files: list[FileLoad] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
+    rows_per_mart: dict[str, int] | None = None  # None: nothing was published
+    step_failure: str | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.rows_per_mart is not None
+
+    @property
+    def failed_checks(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if not c.passed and c.severity != "WARN"]
+
+    @property
+    def warnings(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if not c.passed and c.severity == "WARN"]
+
+    @property
+    def failure(self) -> str | None:
+        """The root cause when nothing was published."""
+        if self.published:
+            return None
+        if self.failed_checks:
+            return f"blocking check failed: {self.failed_checks[0].label}"
+        return self.step_failure or "the run did not reach the publish step"
+
+    @classmethod
+    def of(cls, result: ExecuteInProcessResult, files: list[FileLoad]) -> RunOutcome:
+        checks = [_check_outcome(e) for e in result.get_asset_check_evaluations()]
+        served = [m for m in result.get_asset_materialization_events() if m.asset_key == SERVING_KEY]
+        rows = served[0].materialization.metadata[ROWS_PER_MART].value if result.success and served else None
+        return cls(files=files, checks=checks, rows_per_mart=rows, step_failure=_step_failure(result))
+
+
+def _check_outcome(evaluation) -> CheckOutcome:
+    meta = evaluation.metadata or {}
+    if evaluation.description:
+        detail = evaluation.description
+    elif "dagster_dbt/failed_row_count" in meta:
+        detail = f"{meta['dagster_dbt/failed_row_count'].value} failing rows"
+    else:
+        detail = "failed"
+    return CheckOutcome(
+        asset=evaluation.asset_key.to_user_string(),
+        name=evaluation.check_name,
+        passed=bool(evaluation.passed),
+        severity=evaluation.severity.value if evaluation.severity else "ERROR",
+        detail=detail,
+    )
+
+
+def _step_failure(result: ExecuteInProcessResult) -> str | None:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            message = (error.message if error else "unknown error").strip().splitlines()[0]
+            return f"step {event.step_key} failed: {message}"
+    return None

@@ -1,0 +1,1 @@
+"""Serving: the serving file (and Parquet) BI tools read, published atomically after the checks passed."""

@@ -1,0 +1,1 @@
+"""Transform: the dbt project (dbt/) run by dagster-dbt; staging -> intermediate -> marts, dbt tests as checks."""

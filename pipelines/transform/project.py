@@ -1,0 +1,85 @@
+"""The dbt project as Dagster sees it, the arguments of every dbt command, and the one way to (re)build its manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from pipelines.warehouse import PROJECT_ROOT
+
+DBT_DIR = PROJECT_ROOT / "dbt"
+
+
+class DbtParseError(Exception):
+    """The dbt project does not parse; the message carries dbt's own error."""
+
+
+def dbt_executable() -> str:
+    """The dbt installed beside this Python (the project's .venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def dbt_args(command: str, work_db: str | os.PathLike, *options: str) -> list[str]:
+    """A dbt command against the working database, which dbt/profiles.yml takes from the var `work_db`."""
+    return [command, *options, "--vars", json.dumps({"work_db": str(work_db)})]
+
+
+def dbt_build_args(work_db: str | os.PathLike) -> list[str]:
+    """The nightly build: seeds, models and data tests. Unit tests check SQL logic on fixed rows; they run in the
+    test suite (tests/test_dbt_unit_tests.py), not every night."""
+    return dbt_args("build", work_db, "--exclude-resource-type", "unit_test")
+
+
+def dbt_command(args: list[str], project_dir: Path = DBT_DIR, target_path: Path | None = None) -> list[str]:
+    """The full command line of a dbt invocation outside Dagster (manifest, tests)."""
+    project = dbt_project_for(project_dir, prepare=False)
+    command = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(project.project_dir),
+        "--profiles-dir",
+        str(project.profiles_dir),
+    ]
+    return command + (["--target-path", str(target_path)] if target_path else [])
+
+
+def dbt_project_for(project_dir: Path = DBT_DIR, prepare: bool = True) -> DbtProject:
+    """A dbt project (the repository's, or a copy while developing models) with its profiles beside it."""
+    profiles = project_dir if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR
+    project = DbtProject(project_dir=project_dir, profiles_dir=profiles)
+    # `dagster dev` re-parses a stale manifest on start so edited models show up. Not DbtProject.prepare_if_dev():
+    # it looks for `dbt` on PATH, which `make dev` (.venv/bin/dagster, venv not activated) does not have.
+    if prepare and os.getenv("DAGSTER_IS_DEV_CLI"):
+        ensure_manifest(project)
+    return project
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    manifest = project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    files = [p for p in Path(project.project_dir).rglob("*") if p.is_file() and not {"target", "logs"} & set(p.parts)]
+    return any(p.stat().st_mtime > built for p in files)
+
+
+def ensure_manifest(project: DbtProject | None = None) -> None:
+    """Run `dbt parse` when the manifest is missing or older than any file of the dbt project."""
+    project = project or dbt_project_for(prepare=False)
+    if not manifest_is_stale(project):
+        return
+    done = subprocess.run(
+        dbt_command(dbt_args("parse", ":memory:", "--quiet"), Path(project.project_dir)), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        error = next((i for i, line in enumerate(lines) if "Error" in line), max(len(lines) - 3, 0))
+        raise DbtParseError("dbt parse failed: " + " ".join(" ".join(lines[error : error + 4]).split()))

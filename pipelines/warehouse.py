@@ -1,0 +1,208 @@
+"""The warehouse: where the inbox and the DuckDB files live, the one writer at a time, SQL quoting and
+the audit schema. Every stage reaches the working database through `WarehouseResource`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource, InitResourceContext
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_INBOX = PROJECT_ROOT / "data" / "sample"
+DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "care_outcomes.duckdb"
+
+# Every asset that writes the working database runs in this Dagster pool (limit 1 in deploy/dagster.yaml).
+WAREHOUSE_POOL = "care_outcomes_warehouse"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every path one refresh touches, derived from the inbox, the serving file and the extra source folders."""
+
+    inbox: Path
+    warehouse: Path
+    sources_dirs: tuple[Path, ...] = ()
+
+    @property
+    def work_db(self) -> Path:
+        """The working database the refresh builds in; BI tools never open it."""
+        return self.warehouse.with_name(self.warehouse.stem + ".work.duckdb")
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where the bytes of every quarantined file are kept."""
+        return self.warehouse.parent / "quarantine"
+
+    @property
+    def parquet_dir(self) -> Path:
+        """Parquet export of every mart, replaced together with the serving file."""
+        return self.warehouse.parent / "parquet"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the one refresh that writes this warehouse."""
+        return self.warehouse.with_name(self.warehouse.name + ".lock")
+
+    @property
+    def log_file(self) -> Path:
+        """Dagster's and dbt's own lines of the last refresh started from the command line."""
+        return self.warehouse.parent / "logs" / "last_refresh.log"
+
+
+def resolve_paths(
+    inbox: str | os.PathLike | None = None,
+    warehouse: str | os.PathLike | None = None,
+    sources_dirs: list[str | os.PathLike] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Paths:
+    """Flags win over CARE_OUTCOMES_INBOX / _WAREHOUSE / _SOURCES_DIR, which win over the bundled defaults."""
+    inbox = inbox or environ.get("CARE_OUTCOMES_INBOX") or SAMPLE_INBOX
+    warehouse = warehouse or environ.get("CARE_OUTCOMES_WAREHOUSE") or DEFAULT_WAREHOUSE
+    if sources_dirs is None:
+        sources_dirs = [p for p in environ.get("CARE_OUTCOMES_SOURCES_DIR", "").split(os.pathsep) if p]
+    return Paths(
+        inbox=Path(inbox).resolve(),
+        warehouse=Path(warehouse).resolve(),
+        sources_dirs=tuple(Path(p).resolve() for p in sources_dirs),
+    )
+
+
+# --- SQL quoting -------------------------------------------------------------------------------
+
+
+def q(name: str) -> str:
+    """Quote an identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(text: str) -> str:
+    """Quote a string literal taken from the registry or a path (configuration, never data values)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- the audit schema --------------------------------------------------------------------------
+
+AUDIT_DDL = """
+create schema if not exists audit;
+create table if not exists audit.file_loads (
+    load_id      integer primary key,
+    file_name    varchar not null,
+    source       varchar not null,
+    status       varchar not null check (status in ('loaded', 'quarantined', 'duplicate')),
+    rows_loaded  bigint not null,
+    error        varchar,
+    sha256       varchar not null,
+    loaded_at    timestamp not null
+);
+create table if not exists audit.check_results (
+    run_id       varchar not null,
+    checked_at   timestamp not null,
+    asset        varchar not null,
+    check_name   varchar not null,
+    passed       boolean not null,
+    severity     varchar not null,
+    blocking     boolean not null,
+    description  varchar,
+    details      varchar
+);
+"""
+
+
+def ensure_audit(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schema audit with file_loads (one row per inbound file) and check_results (one row per check)."""
+    con.execute(AUDIT_DDL)
+
+
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return (
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+        ).fetchall()[0][0]
+        > 0
+    )
+
+
+# --- one writer at a time ----------------------------------------------------------------------
+
+
+class WarehouseBusy(Exception):
+    """Another process is refreshing the same warehouse."""
+
+
+_held: dict[Path, list] = {}  # lock file -> [open file, depth]: re-entrant within one process
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def writer_lock(paths: Paths):
+    """One refresh per warehouse at a time, whoever starts it (`care-outcomes refresh`, the schedule, the sensor,
+    the UI): DuckDB allows one writing process. Re-entrant in a process, so the CLI's run takes it once."""
+    lock_file = paths.lock_file
+    with _held_guard:
+        if lock_file in _held:
+            _held[lock_file][1] += 1
+        else:
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_file.open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise WarehouseBusy(
+                    f"another refresh is writing {paths.warehouse} (lock {lock_file}); wait for it to finish"
+                ) from None
+            _held[lock_file] = [handle, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held[lock_file][1] -= 1
+            if _held[lock_file][1] == 0:
+                _held.pop(lock_file)[0].close()  # closing the file releases the lock
+
+
+class WarehouseResource(ConfigurableResource):
+    """The inbox, the serving file and extra source folders, as resolved by `resolve_paths` (the CLI's flags, or the
+    environment when the code location loads)."""
+
+    inbox: str
+    warehouse: str
+    sources_dirs: list[str] = []
+
+    @classmethod
+    def for_paths(cls, paths: Paths) -> WarehouseResource:
+        return cls(
+            inbox=str(paths.inbox), warehouse=str(paths.warehouse), sources_dirs=[str(p) for p in paths.sources_dirs]
+        )
+
+    def paths(self) -> Paths:
+        return Paths(Path(self.inbox), Path(self.warehouse), tuple(Path(p) for p in self.sources_dirs))
+
+    @contextmanager
+    def yield_for_execution(self, context: InitResourceContext):
+        """A run holds the writer lock from its first step to its last (the job runs in one process);
+        a sensor tick, which only lists the inbox, does not."""
+        if context.dagster_run is None:
+            yield self
+            return
+        with writer_lock(self.paths()):
+            yield self
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        """A connection to the working database, closed on exit so dbt can open it next."""
+        work_db = self.paths().work_db
+        work_db.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(work_db), read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
