@@ -23,6 +23,7 @@ from dagster import (
 
 from pipelines.ingest.load import FileLoad, inbox_files
 from pipelines.ingest.registry import Registry
+from pipelines.quality.checks import severity_of
 from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
 from pipelines.warehouse import WarehouseResource
 
@@ -161,7 +162,7 @@ def _check_outcome(evaluation) -> CheckOutcome:
         asset=evaluation.asset_key.to_user_string(),
         name=evaluation.check_name,
         passed=bool(evaluation.passed),
-        severity=evaluation.severity.value if evaluation.severity else "ERROR",
+        severity=severity_of(evaluation),
         detail=detail,
     )
 

@@ -60,6 +60,11 @@ def build_check(suite: Suite):
     return _check
 
 
+def severity_of(evaluation) -> str:
+    """ERROR or WARN of an evaluated check (dbt tests carry none: they block, as ERROR)."""
+    return evaluation.severity.value if evaluation.severity else "ERROR"
+
+
 def gx_checks() -> list:
     """One asset check per suite of data_quality/suites."""
     return [build_check(suite) for suite in ALL_SUITES]

@@ -5,6 +5,7 @@ import json
 
 from dagster import AssetExecutionContext, AssetKey, DagsterEventType, MaterializeResult, MetadataValue, asset
 
+from pipelines.quality.checks import severity_of
 from pipelines.serving.publish import publish, record_check_results
 from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource
 
@@ -24,7 +25,7 @@ def check_rows(context: AssetExecutionContext) -> list[tuple]:
     rows = []
     for entry in context.instance.all_logs(context.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.asset_check_evaluation_data
-        severity = evaluation.severity.value if evaluation.severity else "ERROR"
+        severity = severity_of(evaluation)
         rows.append(
             (
                 dt.datetime.fromtimestamp(entry.timestamp).replace(microsecond=0),
