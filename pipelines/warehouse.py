@@ -4,6 +4,7 @@ the audit schema. Every stage reaches the working database through `WarehouseRes
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -102,6 +103,33 @@ create table if not exists audit.file_loads (
     sha256       varchar not null,
     loaded_at    timestamp not null
 );
+-- a person asked to decide these quarantined files again (`care-outcomes retry`): earlier records up to
+-- after_load_id no longer count as "seen"
+create table if not exists audit.file_retries (
+    file_name      varchar not null,
+    after_load_id  integer not null,
+    requested_at   timestamp not null
+);
+-- a loaded file's rows taken out of raw (`care-outcomes retract`); its audit.file_loads row stays
+create table if not exists audit.file_retractions (
+    file_name     varchar not null,
+    load_id       integer not null,
+    rows_removed  bigint not null,
+    retracted_at  timestamp not null
+);
+-- a loaded file repeats keys of files loaded before it: the later version wins (by submitted_at where the
+-- contract has it, else the file decided later, i.e. the later modification time, then the name)
+create table if not exists audit.resubmissions (
+    load_id            integer not null,
+    file_name          varchar not null,
+    earlier_file_name  varchar not null,
+    repeated_keys      bigint not null
+);
+-- the inbox this warehouse was built from: a refresh from another inbox needs --rebuild
+create table if not exists audit.warehouse (
+    inbox       varchar not null,
+    created_at  timestamp not null
+);
 create table if not exists audit.check_results (
     run_id       varchar not null,
     checked_at   timestamp not null,
@@ -130,11 +158,49 @@ def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     )
 
 
-# --- one writer at a time ----------------------------------------------------------------------
+# --- operational faults ------------------------------------------------------------------------
 
 
-class WarehouseBusy(Exception):
+class WarehouseFault(Exception):
+    """The warehouse cannot be used as it is (a full disk, a read-only folder, a damaged database): not the fault of
+    any inbound file. The message is one line a person can act on."""
+
+
+class WarehouseBusy(WarehouseFault):
     """Another process is refreshing the same warehouse."""
+
+
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "the file is too large for this file system",
+}
+_STORAGE_MESSAGES = {
+    "No space left": "the disk is full",
+    "Disk quota": "the disk quota is used up",
+    "Read-only file system": "the file system is read-only",
+    "Permission denied": "permission denied",
+    "File too large": "the file is too large for this file system",
+}
+
+
+def storage_fault(exc: BaseException, where: Path) -> WarehouseFault | None:
+    """The WarehouseFault an exception means when it is a storage problem (from Python or from DuckDB), else None."""
+    what = _STORAGE_ERRNOS.get(getattr(exc, "errno", None) or 0)
+    if what is None:
+        what = next((text for marker, text in _STORAGE_MESSAGES.items() if marker in str(exc)), None)
+    if what is None:
+        return None
+    folder = where if where.is_dir() else where.parent
+    return WarehouseFault(
+        f"cannot write {where} ({what}); free space or fix the permissions of {folder}, then refresh again"
+    )
+
+
+# --- one writer at a time ----------------------------------------------------------------------
 
 
 _held: dict[Path, list] = {}  # lock file -> [open file, depth]: re-entrant within one process

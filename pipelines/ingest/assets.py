@@ -42,7 +42,9 @@ def build_ingest_asset(registry: Registry, contract: Contract):
         with warehouse.connect() as con:
             if contract.pseudonymise:
                 install_key(con, current_key(paths.inbox))
-            loads = ingest_contract(con, registry, contract, paths.inbox, paths.quarantine_dir, pseudonymise=hmac_sql)
+            loads = ingest_contract(
+                con, registry, contract, paths.inbox, paths.quarantine_dir, pseudonymise=hmac_sql, log=context.log
+            )
             total = con.execute(f"select count(*) from raw.{q(contract.raw_table)}").fetchall()[0][0]
         for load in loads:
             if load.status == "quarantined":

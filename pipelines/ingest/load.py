@@ -8,10 +8,14 @@ skipped, so refreshing the same inbox twice changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
+import logging
+import re
 import shutil
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,9 @@ import duckdb
 from pipelines.ingest.read import Unreadable, read_cells
 from pipelines.ingest.registry import Contract, Registry, Source
 from pipelines.ingest.validate import Rejected, validate
-from pipelines.warehouse import ensure_audit, has_table, q
+from pipelines.warehouse import ensure_audit, has_table, q, storage_fault
+
+logger = logging.getLogger("care_outcomes.ingest")
 
 SQL_TYPES = {"text": "varchar", "integer": "bigint", "decimal": "double", "date": "date", "timestamp": "timestamp"}
 # after the contract's columns, every raw table says where each row came from
@@ -67,10 +73,15 @@ def sha256_of(path: Path) -> str:
 
 
 def inbox_files(inbox: Path, source: Source) -> list[Path]:
+    """Every file in the source's folder, sub-folders included (hidden files and folders left out)."""
     folder = inbox / source.folder
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _record(con, load: FileLoad, now: dt.datetime) -> None:
@@ -80,9 +91,12 @@ def _record(con, load: FileLoad, now: dt.datetime) -> None:
     )
 
 
-def _quarantine(path: Path, sha: str, quarantine_dir: Path) -> None:
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, quarantine_dir / f"{sha[:12]}_{path.name}")
+def _keep_bytes(path: Path, sha: str, quarantine_dir: Path) -> None:
+    try:
+        quarantine_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, quarantine_dir / f"{sha[:12]}_{path.name}")
+    except OSError as exc:
+        raise storage_fault(exc, quarantine_dir) or exc from None
 
 
 def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: dt.datetime, pseudonymise) -> None:
@@ -97,6 +111,37 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
         "from _typed y order by y._row",
         [source.name, file_name, now],
     )
+    # which earlier files this one repeats keys of (a resubmission, or an overlapping export)
+    key = " and ".join(f"r.{q(k)} = n.{q(k)}" for k in contract.key)
+    con.execute(
+        "insert into audit.resubmissions "
+        f"select n._load_id, n._file_name, r._file_name, count(*) from raw.{q(contract.raw_table)} n "
+        f"join raw.{q(contract.raw_table)} r on {key} and r._load_id < n._load_id "
+        "where n._load_id = (select max(load_id) from audit.file_loads) group by all"
+    )
+
+
+def _seen(con, sha: str, file_name: str) -> list[tuple[str, str]]:
+    """Earlier decisions about these bytes, (file_name, status), oldest first; a retry request for this file
+    name makes its earlier decisions not count."""
+    return con.execute(
+        "select file_name, status from audit.file_loads f where sha256 = ? and not (file_name = ? and load_id <= "
+        "coalesce((select max(after_load_id) from audit.file_retries where file_name = ?), 0)) order by load_id",
+        [sha, file_name, file_name],
+    ).fetchall()
+
+
+def _unreadable_signature(path: Path, file_name: str) -> str:
+    """Stands in for the hash of a file that cannot be opened: changes when the file or its permissions change."""
+    stat = path.stat()
+    return hashlib.sha256(
+        f"unreadable:{file_name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}".encode()
+    ).hexdigest()
+
+
+def _without_values(message: str) -> str:
+    """An error text without what it quotes (a cell's value may be a client id), on one line."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", " ".join(str(message).split()))[:300]
 
 
 def decide(
@@ -108,56 +153,113 @@ def decide(
     quarantine_dir: Path,
     now: dt.datetime,
     pseudonymise,
+    log: logging.Logger | None = None,
 ) -> FileLoad | None:
-    """The one function that decides a file's fate. None when this exact file was handled before."""
-    sha = sha256_of(path)
-    seen = con.execute(
-        "select file_name, status, error from audit.file_loads where sha256 = ? order by load_id", [sha]
-    ).fetchall()
-    if any(name == file_name for name, _, _ in seen):
+    """The one function that decides a file's fate. None when this exact file was handled before.
+
+    Whatever the file holds, it is loaded whole, quarantined or a duplicate; only a fault of the warehouse
+    itself (a full disk, say) raises."""
+    log = log or logger
+    try:
+        sha = sha256_of(path)
+    except OSError as exc:
+        sha = _unreadable_signature(path, file_name)
+        if any(name == file_name for name, _ in _seen(con, sha, file_name)):
+            return None
+        reason = f"{file_name}: could not be read: {exc.strerror or type(exc).__name__} (its bytes could not be kept)"
+        return _decided(
+            con, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), now, quarantine_dir.parent
+        )
+    seen = _seen(con, sha, file_name)
+    if any(name == file_name for name, _ in seen):
         return None
     if seen:
-        first, status, _ = seen[0]
-        load = FileLoad(file_name, source.name, "duplicate", 0, f"same bytes as {first} ({status}); nothing added", sha)
-        _record(con, load, now)
-        return load
+        first, status = seen[0]
+        return _decided(
+            con,
+            FileLoad(file_name, source.name, "duplicate", 0, f"same bytes as {first} ({status}); nothing added", sha),
+            now,
+            quarantine_dir.parent,
+        )
     try:
         if not any(fnmatch.fnmatch(path.name.lower(), p.lower()) for p in source.patterns):
             raise Unreadable(f"file name does not match this source's patterns ({', '.join(source.patterns)})")
-        header = read_cells(con, path, source)
-        rows = validate(con, header, contract, source, path.name)
+        rows = validate(con, read_cells(con, path, source), contract, source, path.name)
     except (Unreadable, Rejected) as exc:
-        reason = f"{file_name}: {exc}"
-        _quarantine(path, sha, quarantine_dir)
-        load = FileLoad(file_name, source.name, "quarantined", 0, reason, sha)
-        _record(con, load, now)
-        return load
+        return _quarantined(
+            con,
+            path,
+            FileLoad(file_name, source.name, "quarantined", 0, f"{file_name}: {exc}", sha),
+            quarantine_dir,
+            now,
+        )
+    except Exception as exc:  # anything else about this one file: it is quarantined, the others still load
+        reason = f"{file_name}: could not be read: {_without_values(exc)}"
+        log.warning(f"{reason}\n{''.join(traceback.format_tb(exc.__traceback__))}")
+        return _quarantined(
+            con, path, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), quarantine_dir, now
+        )
     load = FileLoad(file_name, source.name, "loaded", rows, None, sha)
     con.execute("begin transaction")
     try:
         _record(con, load, now)
         _insert_rows(con, contract, source, file_name, now, pseudonymise)
         con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+    except Exception as exc:
+        with contextlib.suppress(duckdb.Error):  # a failed statement may have ended the transaction already
+            con.execute("rollback")
+        fault = storage_fault(exc, quarantine_dir.parent)
+        if fault is not None:
+            raise fault from None
+        reason = f"{file_name}: could not be loaded: {_without_values(exc)}"
+        log.warning(f"{reason}\n{''.join(traceback.format_tb(exc.__traceback__))}")
+        return _quarantined(
+            con, path, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), quarantine_dir, now
+        )
     return load
 
 
+def _decided(con, load: FileLoad, now: dt.datetime, warehouse_dir: Path) -> FileLoad:
+    try:
+        _record(con, load, now)
+    except duckdb.Error as exc:
+        raise storage_fault(exc, warehouse_dir) or exc from None
+    return load
+
+
+def _quarantined(con, path: Path, load: FileLoad, quarantine_dir: Path, now: dt.datetime) -> FileLoad:
+    _keep_bytes(path, load.sha256, quarantine_dir)
+    return _decided(con, load, now, quarantine_dir.parent)
+
+
 def ingest_contract(
-    con, registry: Registry, contract: Contract, inbox: Path, quarantine_dir: Path, pseudonymise=lambda expr: expr
+    con,
+    registry: Registry,
+    contract: Contract,
+    inbox: Path,
+    quarantine_dir: Path,
+    pseudonymise=lambda expr: expr,
+    log: logging.Logger | None = None,
 ) -> list[FileLoad]:
-    """Load every new file of every source of this contract; return what happened to each."""
+    """Decide every new file of every source of this contract, oldest first (modification time to the second,
+    then the name), so of two versions of a key in one run the later file wins; return what happened to each."""
     ensure_tables(con, contract)
     now = dt.datetime.now().replace(microsecond=0)
+    files = [
+        (
+            int(path.stat().st_mtime),
+            f"{source.folder}/{path.relative_to(inbox / source.folder).as_posix()}",
+            path,
+            source,
+        )
+        for source in registry.sources_for(contract.name)
+        for path in inbox_files(inbox, source)
+    ]
     loads = []
-    for source in registry.sources_for(contract.name):
-        for path in inbox_files(inbox, source):
-            load = decide(
-                con, path, f"{source.folder}/{path.name}", source, contract, quarantine_dir, now, pseudonymise
-            )
-            if load is not None:
-                loads.append(load)
+    for _, file_name, path, source in sorted(files, key=lambda f: f[:2]):
+        load = decide(con, path, file_name, source, contract, quarantine_dir, now, pseudonymise, log)
+        if load is not None:
+            loads.append(load)
     return loads
 
 

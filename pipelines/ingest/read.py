@@ -1,8 +1,8 @@
 """Read one inbound file, CSV or XLSX, into a DuckDB temp table of text cells.
 
-The table ``_cells`` has ``_row`` (the spreadsheet row number a person sees, header = row 1) and
-one VARCHAR column ``c0 .. cN`` per header cell. CSV goes through DuckDB's ``read_csv``; XLSX
-through python-calamine into Arrow. Nothing here loops over rows in Python.
+The table ``_cells`` has ``_row`` (the line or spreadsheet row a person sees, header = 1) and one
+VARCHAR column ``c0 .. cN`` per header cell. CSV goes through DuckDB's ``read_csv``; XLSX through
+python-calamine into Arrow. Nothing here loops over rows in Python.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ import datetime as dt
 import io
 import re
 import tempfile
-from pathlib import Path
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree
 
 import duckdb
 import pyarrow as pa
@@ -21,10 +24,21 @@ import pyarrow as pa
 from pipelines.ingest.registry import Source
 
 CHUNK = 1 << 20
+# A cell that Excel could not give a value for starts with this mark, followed by what is wrong;
+# validate.py names such a cell instead of reading it as text or as empty.
+CELL_FAULT = "\x00"
 
 
 class Unreadable(Exception):
     """The file cannot be read as the source says it should be; the message is for a person."""
+
+
+@dataclass(frozen=True)
+class FileCells:
+    """What read_cells found: the header as written, and the sheet read (XLSX) to name cells by."""
+
+    header: list[str]
+    sheet: str | None = None
 
 
 def file_format(path: Path, source: Source) -> str:
@@ -38,8 +52,8 @@ def file_format(path: Path, source: Source) -> str:
     raise Unreadable(f"cannot tell the format from the extension '{suffix}' (expected .csv or .xlsx)")
 
 
-def read_cells(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
-    """Fill temp table ``_cells`` from the file; return the header as written in the file."""
+def read_cells(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> FileCells:
+    """Fill temp table ``_cells`` from the file."""
     if path.stat().st_size == 0:
         raise Unreadable("the file is empty (0 bytes)")
     if file_format(path, source) == "xlsx":
@@ -49,33 +63,95 @@ def read_cells(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> li
 
 # --- CSV -------------------------------------------------------------------------------------
 
+# a complete multi-byte UTF-8 character: in a file that holds some, a byte that is not UTF-8 is damage, not cp1252
+_UTF8_CHARACTER = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_BLANK_LINE = re.compile(rb"(?<=\n)\r?\n")
+
+
+def _chunks(path: Path):
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The line (1-based) holding byte ``offset``."""
+    line, seen = 1, 0
+    for chunk in _chunks(path):
+        if seen + len(chunk) > offset:
+            return line + chunk.count(b"\n", 0, offset - seen)
+        line += chunk.count(b"\n")
+        seen += len(chunk)
+    return line
+
 
 def _detect_encoding(path: Path, wanted: str) -> str:
-    """The declared encoding, or for 'auto': UTF-8 when the bytes are valid UTF-8, else cp1252."""
+    """The declared encoding, or for 'auto': UTF-16 with a byte-order mark, UTF-8 when the bytes are valid UTF-8,
+    else cp1252; a UTF-8 file with a damaged byte is named as such, never decoded as cp1252."""
     with path.open("rb") as fh:
         head = fh.read(CHUNK)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
     if b"\x00" in head:
+        if head[1:200:2].count(0) > 40 or head[0:200:2].count(0) > 40:
+            raise Unreadable("the file is UTF-16 text without a byte-order mark; save it as UTF-8 (or with a BOM)")
         raise Unreadable("the file is binary (it contains NUL bytes), not CSV text")
     candidates = ["utf-8", "cp1252"] if wanted == "auto" else [wanted]
     for encoding in candidates:
         decoder = codecs.getincrementaldecoder(encoding)()
         offset = 0
         try:
-            with path.open("rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    decoder.decode(chunk)
-                    offset += len(chunk)
-                decoder.decode(b"", final=True)
+            for chunk in _chunks(path):
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
             return encoding
         except UnicodeDecodeError as exc:
-            error = f"not valid {encoding} text (byte {offset + exc.start + 1} is 0x{exc.object[exc.start]:02x})"
+            at, byte = offset + exc.start, exc.object[exc.start]
+            where = f"line {_line_at(path, at)}, byte {at + 1}"
+            if encoding == "utf-8" and wanted == "auto" and any(_UTF8_CHARACTER.search(c) for c in _chunks(path)):
+                raise Unreadable(
+                    f"{where}: 0x{byte:02x} is not valid UTF-8, though the rest of the file is UTF-8 "
+                    "(a damaged or pasted character): correct that line, or save the whole file as UTF-8"
+                ) from None
+            error = f"{where}: not valid {encoding} text (0x{byte:02x})"
     raise Unreadable(error)
 
 
+@dataclass(frozen=True)
+class _Lines:
+    crlf: int
+    bare_lf: int
+    blank: list[int]  # 1-based numbers of the empty lines: DuckDB skips them, a person counts them
+
+
+def _scan_lines(path: Path) -> _Lines:
+    """Line endings and empty lines of a UTF-8 file, in one pass over its bytes."""
+    crlf = bare_lf = line = 0
+    blank: list[int] = []
+    tail = b""
+    for chunk in _chunks(path):
+        text = tail + chunk
+        # a chunk boundary may split "\r\n" or "\n\n": keep the last byte for the next round
+        body, tail = text[:-1], text[-1:]
+        if tail == b"\n":
+            body, tail = text, b""
+        crlf += body.count(b"\r\n")
+        bare_lf += body.count(b"\n") - body.count(b"\r\n")
+        for match in _BLANK_LINE.finditer(body):
+            blank.append(line + body.count(b"\n", 0, match.start()) + 1)
+        line += body.count(b"\n")
+    return _Lines(crlf, bare_lf, blank)
+
+
 def _utf8_copy(path: Path, encoding: str, workdir: Path) -> Path:
-    """DuckDB reads UTF-8 only without the encodings extension: transcode other encodings in chunks."""
+    """A UTF-8 copy with one kind of line ending: DuckDB reads UTF-8 only (without the encodings extension)
+    and stops at a file that mixes CRLF and LF."""
     target = workdir / (path.stem + ".utf8.csv")
-    with path.open("r", encoding=encoding, newline="") as src, target.open("w", encoding="utf-8", newline="") as dst:
+    with (
+        path.open("r", encoding=encoding, newline=None) as src,
+        target.open("w", encoding="utf-8", newline="\n") as dst,
+    ):
         while text := src.read(CHUNK):
             dst.write(text)
     return target
@@ -83,7 +159,10 @@ def _utf8_copy(path: Path, encoding: str, workdir: Path) -> Path:
 
 def _header(path: Path, delimiter: str) -> list[str]:
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        first = next(csv.reader(io.StringIO(fh.readline()), delimiter=delimiter), [])
+        try:
+            first = next(csv.reader(io.StringIO(fh.readline()), delimiter=delimiter), [])
+        except csv.Error as exc:
+            raise Unreadable(f"line 1 (the header) cannot be read: {exc}") from None
     header = [cell.strip() for cell in first]
     if not any(header):
         raise Unreadable("the first line holds no column names")
@@ -97,40 +176,70 @@ def _header(path: Path, delimiter: str) -> list[str]:
     return header
 
 
-_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)\s*\nOriginal Line: ([^\n]*)\n(.*)", re.S)
+_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)\s*\n(?:Original Line: [^\n]*\n)?(.*)", re.S)
 
 
-def _csv_error(exc: duckdb.Error) -> str:
-    """DuckDB's CSV error as one line: the row, what is wrong with it, and how it reads."""
+def _csv_error(exc: duckdb.Error, line_of) -> str:
+    """DuckDB's CSV error as one line: the line and what is wrong with it, never the line's text
+    (it may hold a client id)."""
     match = _CSV_ERROR.search(str(exc))
     if not match:
-        return f"cannot be read as CSV: {str(exc).splitlines()[0]}"
-    line, original, rest = match.groups()
+        return "cannot be read as CSV: " + _unquoted(str(exc).splitlines()[0])
+    data_row, rest = int(match.group(1)) - 2, match.group(2)
     problem = next((text.strip() for text in rest.splitlines() if text.strip()), "")
     if not problem or problem.startswith("Possible fixes"):
         problem = "malformed line"
-    return f"row {line}: {problem} (line reads {original[:80]!r})"
+    return f"line {line_of(data_row)}: {_unquoted(problem)}"
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
+def _unquoted(message: str) -> str:
+    """A message of DuckDB's without the values it quotes."""
+    return re.sub(r"'[^']*'", "'…'", message)
+
+
+def _line_of(blank: list[int]):
+    """Data row k (0-based, as DuckDB counts) -> the line an editor shows, counting the empty lines DuckDB skips."""
+
+    def line_of(k: int) -> int:
+        line = k + 2
+        for b in blank:
+            if b <= line:
+                line += 1
+        return line
+
+    return line_of
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> FileCells:
     encoding = _detect_encoding(path, source.encoding)
     with tempfile.TemporaryDirectory(prefix="care-outcomes-") as tmp:
         readable = path if encoding == "utf-8" else _utf8_copy(path, encoding, Path(tmp))
+        lines = _scan_lines(readable)
+        if lines.crlf and lines.bare_lf:  # only a file read as is can mix them: a copy has LF only
+            readable = _utf8_copy(path, encoding, Path(tmp))
         header = _header(readable, source.delimiter)
         columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
+        line_of = _line_of(lines.blank)
         try:
             con.execute(
                 "create or replace temp table _file as select * from read_csv(?, header = true, "
                 "delim = ?, quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
-                "auto_detect = false, columns = ?)",
+                "auto_detect = false, max_line_size = 16777216, columns = ?)",
                 [str(readable), source.delimiter, columns],
             )
         except duckdb.Error as exc:
-            raise Unreadable(_csv_error(exc)) from None
-    # rowid follows the file's order; the header is row 1
-    con.execute("create or replace temp table _cells as select rowid + 2 as _row, * from _file")
+            raise Unreadable(_csv_error(exc, line_of)) from None
+    # rowid follows the file's order; the header is line 1, and the empty lines DuckDB skipped still count
+    shifts = [(b - 2 - i, i + 1) for i, b in enumerate(lines.blank)]
+    con.execute("create or replace temp table _shift (from_row bigint, shift bigint)")
+    if shifts:
+        con.executemany("insert into _shift values (?, ?)", shifts)
+    con.execute(
+        "create or replace temp table _cells as select rowid + 2 + coalesce((select max(shift) from _shift "
+        "where from_row <= f.rowid), 0) as _row, * from _file f"
+    )
     con.execute("drop table _file")
-    return header
+    return FileCells(header)
 
 
 # --- XLSX ------------------------------------------------------------------------------------
@@ -151,36 +260,135 @@ def _cell_text(value) -> str | None:
     return str(value)
 
 
-def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> list[str]:
+def column_letter(index: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA: how Excel names a column."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+_CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index - 1
+
+
+def _sheet_xml(archive: zipfile.ZipFile, sheet: str) -> str | None:
+    """The part of the workbook that holds the named sheet."""
+    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    targets = {r.get("Id"): r.get("Target") for r in rels}
+    for element in workbook.iter(f"{_NS}sheet"):
+        if element.get("name") == sheet:
+            target = targets.get(element.get(f"{_REL_NS}id"), "")
+            return str(PurePosixPath(target.lstrip("/"))) if target.startswith("/") else f"xl/{target}"
+    return None
+
+
+def _cell_faults(path: Path, sheet: str) -> dict[tuple[int, int], str]:
+    """(row, column) -> what is wrong, for cells holding an Excel error (#DIV/0!, #N/A, ...) or a formula that was
+    never calculated (written by a program, not saved by Excel): calamine reads both as empty."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            part = _sheet_xml(archive, sheet)
+            if part is None or part not in archive.namelist():
+                return {}
+            with archive.open(part) as fh:
+                if not any(marker in fh.read() for marker in (b"<f", b't="e"')):
+                    return {}
+            faults = {}
+            with archive.open(part) as fh:
+                for _, cell in ElementTree.iterparse(fh):
+                    if cell.tag != f"{_NS}c":
+                        continue
+                    value, formula = cell.find(f"{_NS}v"), cell.find(f"{_NS}f")
+                    fault = None
+                    if cell.get("t") == "e":
+                        fault = f"an Excel error ({value.text if value is not None else '#ERROR'})"
+                    elif formula is not None and (value is None or value.text is None):
+                        fault = "a formula without a calculated value (open the file in Excel and save it)"
+                    match = _CELL_REF.fullmatch(cell.get("r") or "")
+                    if fault and match:
+                        faults[(int(match.group(2)), _column_index(match.group(1)))] = fault
+                    cell.clear()
+            return faults
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError):
+        return {}  # not an OOXML workbook (e.g. .xls read by calamine): nothing more to learn
+
+
+def _has_data(sheet) -> bool:
+    return any(v not in (None, "") for row in sheet.to_python(skip_empty_area=False) for v in row)
+
+
+def _choose_sheet(workbook, source: Source) -> str:
+    """The sheet the source YAML names, else the only visible sheet with data."""
+    names = workbook.sheet_names
+    if source.sheet is not None:
+        if source.sheet not in names:
+            raise Unreadable(f"the workbook has no sheet named {source.sheet!r} (sheets: {', '.join(names)})")
+        return source.sheet
+    from python_calamine import SheetTypeEnum, SheetVisibleEnum
+
+    visible = [
+        m.name
+        for m in workbook.sheets_metadata
+        if m.visible == SheetVisibleEnum.Visible and m.typ == SheetTypeEnum.WorkSheet
+    ]
+    if len(visible) == 1:
+        return visible[0]
+    with_data = [name for name in visible if _has_data(workbook.get_sheet_by_name(name))]
+    if len(with_data) > 1:
+        raise Unreadable(
+            f"the workbook has {len(with_data)} visible sheets with data ({', '.join(with_data)}): "
+            "name the one to read with `sheet:` in the source YAML, or remove the others"
+        )
+    if not with_data:
+        raise Unreadable(f"the workbook has no visible sheet with data (sheets: {', '.join(names)})")
+    return with_data[0]
+
+
+def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> FileCells:
     from python_calamine import CalamineWorkbook
 
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except Exception as exc:  # calamine raises several private error types
         raise Unreadable(f"not a readable Excel workbook ({exc})") from None
-    names = workbook.sheet_names
-    if source.sheet is not None and source.sheet not in names:
-        raise Unreadable(f"the workbook has no sheet named {source.sheet!r} (sheets: {', '.join(names)})")
-    sheet = workbook.get_sheet_by_name(source.sheet or names[0])
+    name = _choose_sheet(workbook, source)
+    sheet = workbook.get_sheet_by_name(name)
     try:
         rows = sheet.to_python(skip_empty_area=False)
     except Exception as exc:
-        raise Unreadable(f"sheet {sheet.name!r} cannot be read ({exc})") from None
+        raise Unreadable(f"sheet {name!r} cannot be read ({exc})") from None
     if len(rows) < source.header_row:
-        raise Unreadable(f"sheet {sheet.name!r} has no header row (expected on row {source.header_row})")
+        raise Unreadable(f"sheet {name!r} has no header row (expected on row {source.header_row})")
     header = [(_cell_text(v) or "").strip() for v in rows[source.header_row - 1]]
     while header and not header[-1]:
         header.pop()
     if not any(header):
-        raise Unreadable(f"sheet {sheet.name!r} row {source.header_row} holds no column names")
+        raise Unreadable(f"sheet {name!r} row {source.header_row} holds no column names")
     body = rows[source.header_row :]
     width = len(header)
-    columns = list(zip(*[(list(r) + [None] * width)[:width] for r in body])) or [()] * width
+    columns = [list(c) for c in zip(*[(list(r) + [None] * width)[:width] for r in body])] or [[]] * width
+    first_row = source.header_row + 1  # to_python(skip_empty_area=False) starts at A1
+    texts = [[_cell_text(v) for v in column] for column in columns]
+    for (row, col), fault in _cell_faults(path, name).items():
+        if col < width and 0 <= row - first_row < len(body):
+            texts[col][row - first_row] = CELL_FAULT + fault
     table = pa.table(
-        {"_row": pa.array(range(source.header_row + 1, source.header_row + 1 + len(body)), pa.int64())}
-        | {f"c{i}": pa.array([_cell_text(v) for v in col], pa.string()) for i, col in enumerate(columns)}
+        {"_row": pa.array(range(first_row, first_row + len(body)), pa.int64())}
+        | {f"c{i}": pa.array(column, pa.string()) for i, column in enumerate(texts)}
     )
     con.register("_xlsx_arrow", table)
     con.execute("create or replace temp table _cells as select * from _xlsx_arrow")
     con.unregister("_xlsx_arrow")
-    return header
+    return FileCells(header, sheet=name)

@@ -163,7 +163,21 @@ def _load_contract(path: Path) -> Contract:
     for name, csv_path in (data.get("references") or {}).items():
         if not (PROJECT_ROOT / csv_path).is_file():
             raise RegistryError(f"{path}: reference '{name}' points to {csv_path}, which does not exist")
-    return _build(Contract, path, _reference_values(data, path))
+    contract = _build(Contract, path, _reference_values(data, path))
+    _check_bounds(contract, path)
+    return contract
+
+
+INT32 = 2**31 - 1
+
+
+def _check_bounds(contract: Contract, path: Path) -> None:
+    """Every number has a minimum and a maximum the marts can hold, so nothing that passes ingest breaks the build."""
+    for column in contract.columns:
+        if column.type in ("integer", "decimal") and (
+            column.min is None or column.max is None or max(abs(column.min), abs(column.max)) > INT32
+        ):
+            raise RegistryError(f"{path}: column '{column.name}' needs min and max within +-{INT32}")
 
 
 def _check_source(source: Source, contracts: dict[str, Contract], path: Path) -> None:

@@ -1,7 +1,9 @@
 """Check the text cells of one file against its contract, in SQL, and build the typed rows.
 
 Input: temp table ``_cells`` (from read.py). Output: temp table ``_typed`` with the contract's
-columns, typed, plus ``_row``; or a list of problems, each naming row, column, value and rule.
+columns, typed, plus ``_row``; or a list of problems, each naming the line or cell, column, value and rule.
+Whatever passes fits the marts: finite numbers within the contract's bounds, dates with four-digit years
+in a plausible range.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pipelines.ingest.read import CELL_FAULT, FileCells, column_letter
 from pipelines.ingest.registry import Contract, ContractColumn, Source
 from pipelines.warehouse import PROJECT_ROOT, lit, q
 
 MAX_REPORTED = 5
+# every date must lie in these years: a two-digit year ('21') parses as the year 21, and nothing before 1900
+# or after 2099 belongs in these figures
+FIRST_YEAR, LAST_YEAR = 1900, 2099
 
 
 @dataclass(frozen=True)
@@ -23,14 +29,43 @@ class Problem:
     column: str | None
     value: str | None
     rule: str
+    place: str | None = None  # 'line 7' (CSV) or 'cell Blad1!C7' (XLSX); else 'row <row>'
 
     def __str__(self) -> str:
-        where = [f"row {self.row}"] if self.row is not None else []
+        where = [self.place or f"row {self.row}"] if self.row is not None else []
         if self.column:
             where.append(f"column '{self.column}'")
         if self.value is not None:
             where.append(f"value '{self.value}'")
         return (", ".join(where) + ": " if where else "") + self.rule
+
+
+@dataclass(frozen=True)
+class Places:
+    """Names a row and column the way a person finds it: a line of a CSV file, a cell of a sheet."""
+
+    sheet: str | None = None
+    positions: dict[str, int] | None = None  # contract column -> position in the file
+    header_row: int = 1
+
+    def header_cell(self, position: int | None = None) -> str:
+        if self.sheet is None:
+            return "line 1"
+        if position is None:
+            return f"{self.sheet} row {self.header_row}"
+        return f"cell {self.sheet}!{column_letter(position)}{self.header_row}"
+
+    @property
+    def rows(self) -> str:
+        return "rows" if self.sheet else "lines"
+
+    def place(self, row: int, column: str | None = None) -> str:
+        if self.sheet is None:
+            return f"line {row}"
+        position = (self.positions or {}).get(column or "")
+        return (
+            f"cell {self.sheet}!{column_letter(position)}{row}" if position is not None else f"{self.sheet} row {row}"
+        )
 
 
 class Rejected(Exception):
@@ -62,10 +97,16 @@ def file_name_values(file_name: str, source: Source) -> dict[str, str]:
 
 
 def map_header(
-    header: list[str], contract: Contract, source: Source, constants: dict[str, str] | None = None
+    header: list[str],
+    contract: Contract,
+    source: Source,
+    constants: dict[str, str] | None = None,
+    places: Places | None = None,
 ) -> dict[str, int]:
     """Contract column -> position in the file; Rejected when a column is missing, unknown or doubled."""
     constants = constants or {}
+    places = places or Places()
+    row = places.header_row
     lookup = {_norm(k): v for k, v in source.columns.items()}
     lookup.update({_norm(c.name): c.name for c in contract.columns if _norm(c.name) not in lookup})
     ignored = {_norm(h) for h in source.ignore_columns}
@@ -74,20 +115,22 @@ def map_header(
     expected = ", ".join(source.columns or [c.name for c in contract.columns])
     for i, cell in enumerate(header):
         if not cell:
-            problems.append(Problem(1, f"#{i + 1}", None, "the header cell is empty"))
+            problems.append(Problem(row, f"#{i + 1}", None, "the header cell is empty", places.header_cell(i)))
             continue
         column = lookup.get(_norm(cell))
         if column is None:
             if _norm(cell) not in ignored:
-                problems.append(Problem(1, cell, None, f"unknown column (expected: {expected})"))
+                problems.append(
+                    Problem(row, cell, None, f"unknown column (expected: {expected})", places.header_cell(i))
+                )
         elif column in positions:
-            problems.append(Problem(1, cell, None, f"a second column for '{column}'"))
+            problems.append(Problem(row, cell, None, f"a second column for '{column}'", places.header_cell(i)))
         else:
             positions[column] = i
     for column in contract.columns:
         if column.name not in positions and column.name not in constants and not column.optional_column:
             label = next((k for k, v in source.columns.items() if v == column.name), column.name)
-            problems.append(Problem(1, label, None, "missing column"))
+            problems.append(Problem(row, label, None, "missing column", places.header_cell()))
     if problems:
         raise Rejected(problems)
     return positions
@@ -99,11 +142,15 @@ def _human_date_format(fmt: str) -> str:
 
 def _typed_expr(column: ContractColumn, text: str, source: Source) -> str:
     number = f"replace({text}, ',', '.')" if source.decimal == "," else text
+    as_double = f"try_cast({number} as double)"
     if column.type == "integer":
-        as_double = f"try_cast({number} as double)"
-        return f"case when {as_double} = floor({as_double}) then cast({as_double} as bigint) end"
+        # beyond BIGINT's range a whole number is kept at its edge, so the contract's maximum names it
+        return (
+            f"case when isfinite({as_double}) and {as_double} = floor({as_double}) "
+            f"then cast(greatest(least({as_double}, 9e18), -9e18) as bigint) end"
+        )
     if column.type == "decimal":
-        return f"try_cast({number} as double)"
+        return f"case when isfinite({as_double}) then {as_double} end"  # NaN and infinity are no numbers
     if column.type == "date":
         return (
             f"cast(coalesce(try_strptime({text}, {lit(source.date_format)}), try_strptime({text}, '%Y-%m-%d')) as date)"
@@ -167,30 +214,45 @@ def build_typed(
     con.execute(f"create or replace temp table _typed as select t._row, {typed} from _text t")
 
 
+def _is_fault(text: str) -> str:
+    """SQL: the cell holds an Excel error or a formula without a value (marked by read.py)."""
+    return f"starts_with({text}, chr({ord(CELL_FAULT)}))"
+
+
 def _checks(contract: Contract, source: Source) -> list[tuple[str, str, str]]:
-    """(column label, SQL condition that marks a bad row over t=_text and y=_typed, rule text)."""
+    """(column label, SQL condition that marks a bad row over t=_text and y=_typed, rule text as SQL), most telling
+    first: a cell gets the first rule it breaks."""
     checks = []
     for c in contract.columns:
         t, y = f"t.{q(c.name)}", f"y.{q(c.name)}"
+        # an Excel error or a formula without a value: read.py marked the cell with what is wrong
+        checks.append((c.name, _is_fault(t), f"substr({t}, 2)"))
         if c.required:
-            checks.append((c.name, f"{t} is null", "empty, but required"))
+            checks.append((c.name, f"{t} is null", lit("empty, but required")))
         if c.type != "text":
-            checks.append((c.name, f"{t} is not null and {y} is null", _type_rule(c, source)))
-        if c.min is not None:
-            checks.append((c.name, f"{y} < {c.min}", f"must be at least {_fmt(c.min)}"))
-        if c.max is not None:
-            checks.append((c.name, f"{y} > {c.max}", f"must be at most {_fmt(c.max)}"))
-        if c.not_after_current_year:
-            checks.append((c.name, f"{y} > extract(year from current_date)", "lies in the future"))
-        if c.values:
-            accepted = ", ".join(lit(v) for v in c.values)
+            checks.append((c.name, f"{t} is not null and {y} is null", lit(_type_rule(c, source))))
+        if c.type in ("date", "timestamp"):
+            year = f"extract(year from {y})"
+            checks.append(
+                (c.name, f"{year} < 1000", lit("the year has fewer than four digits: write it in full (2021, not 21)"))
+            )
             checks.append(
                 (
                     c.name,
-                    f"{y} not in ({accepted})",
-                    f"unknown value (expected one of: {', '.join(c.values)}, or a label mapped in the source YAML)",
+                    f"{year} not between {FIRST_YEAR} and {LAST_YEAR}",
+                    lit(f"lies outside {FIRST_YEAR}-{LAST_YEAR}"),
                 )
             )
+        if c.not_after_current_year:
+            checks.append((c.name, f"{y} > extract(year from current_date)", lit("lies in the future")))
+        if c.min is not None:
+            checks.append((c.name, f"{y} < {c.min}", lit(f"must be at least {_fmt(c.min)}")))
+        if c.max is not None:
+            checks.append((c.name, f"{y} > {c.max}", lit(f"must be at most {_fmt(c.max)}")))
+        if c.values:
+            accepted = ", ".join(lit(v) for v in c.values)
+            expected = f"unknown value (expected one of: {', '.join(c.values)}, or a label mapped in the source YAML)"
+            checks.append((c.name, f"{y} not in ({accepted})", lit(expected)))
     return checks
 
 
@@ -203,14 +265,19 @@ def _rule_columns(contract: Contract, check: str) -> list[str]:
     return [c.name for c in contract.columns if re.search(rf"\b{re.escape(c.name)}\b", check)]
 
 
-def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: Source) -> tuple[list[Problem], int]:
-    """Every broken cell and rule of the file, the first few in row order, and how many there are."""
+def find_problems(
+    con: duckdb.DuckDBPyConnection, contract: Contract, source: Source, places: Places | None = None
+) -> tuple[list[Problem], int]:
+    """Every broken cell and rule of the file (one problem per cell: the first rule it breaks), the first few in
+    row order, and how many there are."""
+    places = places or Places()
     parts = []
-    for column, condition, rule in _checks(contract, source):
-        # a pseudonymised value (client id) must never reach audit.file_loads: the row number finds it
-        value = _shown(column, contract, "t.")
+    for priority, (column, condition, rule) in enumerate(_checks(contract, source)):
+        # a pseudonymised value (client id) must never reach audit.file_loads: the row number finds it;
+        # a faulty Excel cell has no value to show
+        value = f"case when not {_is_fault('t.' + q(column))} then {_shown(column, contract, 't.')} end"
         parts.append(
-            f"select t._row as row_no, {lit(column)} as col, {value} as val, {lit(rule)} as rule "
+            f"select t._row as row_no, {lit(column)} as col, {value} as val, {rule} as rule, {priority} as priority "
             f"from _text t join _typed y using (_row) where {condition}"
         )
     for rule in contract.rules:
@@ -219,7 +286,7 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
         values = " || ', ' || ".join(f"'{c}=' || {_shown(c, contract, 'y.')}" for c in columns) or "''"
         parts.append(
             f"select y._row, {lit(', '.join(columns))}, {values}, "
-            f"{lit('breaks rule: ' + rule.name + ' (' + rule.check + ')')} "
+            f"{lit('breaks rule: ' + rule.name + ' (' + rule.check + ')')}, 1000 "
             f"from _typed y where {known} and not ({rule.check})"
         )
     key = ", ".join(q(k) for k in contract.key)
@@ -234,16 +301,35 @@ def find_problems(con: duckdb.DuckDBPyConnection, contract: Contract, source: So
     parts.append(
         f"select min(_row), {lit(', '.join(contract.key))}, "
         f"concat_ws(', ', {', '.join(_shown(k, contract) for k in contract.key)}), "
-        f"'rows ' || string_agg(cast(_row as varchar), ', ' order by _row) || {lit(' ' + what)} "
-        f"from _typed where {' and '.join(q(k) + ' is not null' for k in contract.key)} "
+        f"{lit(places.rows + ' ')} || string_agg(cast(_row as varchar), ', ' order by _row) || {lit(' ' + what)}, "
+        f"2000 from _typed where {' and '.join(q(k) + ' is not null' for k in contract.key)} "
         f"group by {key} having {repeated}"
     )
-    union = " union all ".join(parts)
+    first_per_cell = "qualify row_number() over (partition by row_no, col order by priority) = 1"
+    union = f"select * from ({' union all '.join(parts)}) {first_per_cell}"
     total = con.execute(f"select count(*) from ({union})").fetchall()[0][0]
     if not total:
         return [], 0
-    rows = con.execute(f"select * from ({union}) order by row_no, col limit {MAX_REPORTED}").fetchall()
-    return [Problem(r[0], r[1], r[2], r[3]) for r in rows], total
+    rows = con.execute(
+        f"select row_no, col, {_unless_pseudonym('val', contract)}, rule "
+        f"from ({union}) order by row_no, priority, col limit {MAX_REPORTED}"
+    ).fetchall()
+    return [
+        Problem(r[0], r[1], r[2], r[3], places.place(r[0], r[1]) if r[0] is not None else None) for r in rows
+    ], total
+
+
+def _unless_pseudonym(value: str, contract: Contract) -> str:
+    """SQL: the value to show, or NULL. A file with personal data shows no value that could be an identifier: a
+    value with a digit (client ids have them; a shifted line moves them into any column), or one holding a value of
+    a pseudonymised column. Labels (an unknown destination, say) stay visible; line and column find the rest."""
+    if not contract.pseudonymise:
+        return value
+    holds = " or ".join(f"contains({value}, p.{q(c)})" for c in contract.pseudonymise)
+    return (
+        f"case when regexp_matches({value}, '[0-9]') or exists (select 1 from _text p where {holds}) "
+        f"then null else {value} end"
+    )
 
 
 def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
@@ -256,14 +342,15 @@ def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
 
 
 def validate(
-    con: duckdb.DuckDBPyConnection, header: list[str], contract: Contract, source: Source, file_name: str = ""
+    con: duckdb.DuckDBPyConnection, cells: FileCells, contract: Contract, source: Source, file_name: str = ""
 ) -> int:
     """Build ``_typed`` or raise Rejected. Returns the number of data rows."""
     constants = file_name_values(file_name, source)
-    positions = map_header(header, contract, source, constants)
+    header_places = Places(cells.sheet, header_row=source.header_row if cells.sheet else 1)
+    positions = map_header(cells.header, contract, source, constants, header_places)
     load_references(con, contract)
     build_typed(con, contract, source, positions, constants)
-    problems, total = find_problems(con, contract, source)
+    problems, total = find_problems(con, contract, source, Places(cells.sheet, positions, header_places.header_row))
     if problems:
         raise Rejected(problems, total)
     rows = con.execute("select count(*) from _typed").fetchall()[0][0]
