@@ -6,6 +6,7 @@ can act on and its bytes kept, the good file still loads, and nothing of a bad f
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def test_file_gets_its_expected_fate(outcome, name):
     if load.status == "quarantined":
         assert load.error.startswith(f"{name}: "), "the reason names the file"
         assert "Traceback" not in load.error
+        assert not re.search(r"C5551\d\d", load.error), "no client id in a reason"
         kept = list(quarantine.glob(f"*_{Path(name).name}"))
         assert any(k.read_bytes() == (CORPUS / name).read_bytes() for k in kept), "the bytes are kept"
     assert (name in raw_files) == (load.status == "loaded")

@@ -303,10 +303,11 @@ def _cell_faults(path: Path, sheet: str) -> dict[tuple[int, int], str]:
             if part is None or part not in archive.namelist():
                 return {}
             with archive.open(part) as fh:
-                if not any(marker in fh.read() for marker in (b"<f", b't="e"')):
-                    return {}
+                xml = fh.read()
+            if b"<f" not in xml and b't="e"' not in xml:
+                return {}
             faults = {}
-            with archive.open(part) as fh:
+            with io.BytesIO(xml) as fh:
                 for _, cell in ElementTree.iterparse(fh):
                     if cell.tag != f"{_NS}c":
                         continue
