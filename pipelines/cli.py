@@ -1,4 +1,13 @@
-"""`care-outcomes refresh`: one full refresh from the command line, the Dagster job run in-process."""
+"""`care-outcomes`: the refresh (the Dagster job run in this process) and the commands a person repairs with.
+
+    care-outcomes refresh [--inbox DIR] [--warehouse FILE] [--rebuild] [-v]
+    care-outcomes files   [--warehouse FILE] [--inbox DIR]
+    care-outcomes retry   [FILE ...] [--inbox DIR] [--warehouse FILE]
+    care-outcomes retract FILE [--warehouse FILE]
+
+Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
+2 it could not run (settings, inbox, warehouse, another refresh, a repair that cannot be done).
+"""
 
 from __future__ import annotations
 
@@ -23,9 +32,13 @@ class RefreshReport:
 
     paths: Paths
     outcome: RunOutcome
+    waiting: int = 0  # quarantined files still in the inbox
+    moved_aside: Path | None = None  # --rebuild: where the previous working database went
 
     def lines(self) -> list[str]:
         out = [f"inbox:     {self.paths.inbox}"]
+        if self.moved_aside:
+            out.append(f"rebuilt:   the previous working database was moved to {self.moved_aside}")
         by_status = {
             s: [f for f in self.outcome.files if f.status == s] for s in ("loaded", "quarantined", "duplicate")
         }
@@ -35,6 +48,12 @@ class RefreshReport:
         )
         out += [f"  quarantined: {f.error}" for f in by_status["quarantined"]]
         out += [f"  duplicate: {f.file_name}: {f.error}" for f in by_status["duplicate"]]
+        out.append(
+            f"quarantine: {self.waiting} file(s) wait for a corrected file or `care-outcomes retry` "
+            "(`care-outcomes files` lists them)"
+            if self.waiting
+            else "quarantine: no file waits"
+        )
         if self.outcome.rows_per_mart:
             out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.outcome.rows_per_mart.items()))
         failed, warned = self.outcome.failed_checks, self.outcome.warnings
@@ -49,6 +68,12 @@ class RefreshReport:
                 f"refresh failed: {self.outcome.failure}; the served marts stay as they were ({self.paths.warehouse})"
             )
         return out
+
+    @property
+    def exit_code(self) -> int:
+        if self.outcome.published:
+            return 0
+        return 2 if self.outcome.fault else 1
 
 
 @contextmanager
@@ -82,20 +107,42 @@ def reading(paths: Paths):
         con.close()
 
 
-def refresh(paths: Paths, verbose: bool = False, dbt_project_dir: Path | None = None) -> RefreshReport:
+@contextmanager
+def writing(paths: Paths):
+    """The working database opened for a repair, under the writer lock (no refresh runs meanwhile)."""
+    import duckdb
+
+    from pipelines.warehouse import WarehouseFault, writer_lock
+
+    if not paths.work_db.exists():
+        raise WarehouseFault(f"{paths.warehouse} has no working database yet: run `care-outcomes refresh` first")
+    with writer_lock(paths):
+        con = duckdb.connect(str(paths.work_db))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def refresh(
+    paths: Paths, verbose: bool = False, dbt_project_dir: Path | None = None, rebuild: bool = False
+) -> RefreshReport:
     """Run ingest, dbt build, checks and publish once, as the Dagster job `refresh` in this process."""
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_defs
-    from pipelines.ingest.load import last_load_id, loads_after
+    from pipelines.ingest.load import check_inbox, last_load_id, loads_after, waiting_in_quarantine
     from pipelines.ingest.pseudonymise import require_key_for
+    from pipelines.ingest.registry import load_registry
     from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
-    from pipelines.warehouse import writer_lock
+    from pipelines.warehouse import prepare_warehouse, writer_lock
 
+    check_inbox(paths.inbox, load_registry(paths.sources_dirs))
     require_key_for(paths.inbox)
     project_dir = dbt_project_dir or DBT_DIR
     with writer_lock(paths):
+        moved = prepare_warehouse(paths, rebuild=rebuild)
         ensure_manifest(dbt_project_for(project_dir, prepare=False))
         job = build_defs(paths, project_dir).resolve_job_def(REFRESH_JOB_NAME)
         with reading(paths) as con:
@@ -106,43 +153,146 @@ def refresh(paths: Paths, verbose: bool = False, dbt_project_dir: Path | None = 
             result = job.execute_in_process(instance=instance, raise_on_error=False)
         with reading(paths) as con:
             files = loads_after(con, before) if con else []
-    return RefreshReport(paths, RunOutcome.of(result, files))
+            waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
+    return RefreshReport(paths, RunOutcome.of(result, files, paths.warehouse), waiting, moved)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="care-outcomes", description="Outcome figures for day-care and IPS programmes."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("refresh", help="ingest the inbox, build and check the marts, publish the serving file")
-    run.add_argument("--inbox", help="inbox folder (default: $CARE_OUTCOMES_INBOX or data/sample)")
-    run.add_argument(
+def show_files(paths: Paths) -> list[str]:
+    """Every inbound file with its latest status and reason, newest decision per file name."""
+    import duckdb
+
+    from pipelines.ingest.load import file_states
+
+    note = []
+    try:
+        with reading(paths) as con:
+            states = file_states(con) if con else []
+    except duckdb.IOException:  # a refresh is writing the working database: show what was published last
+        con = duckdb.connect(str(paths.warehouse), read_only=True)
+        try:
+            states = file_states(con)
+        finally:
+            con.close()
+        note = ["(a refresh is running: as published by the last refresh)"]
+    if not states:
+        return [f"no file has been decided yet in {paths.warehouse}"]
+    out = [*note, f"{'status':<12} {'rows':>8}  {'decided':<19}  file: reason"]
+    for s in states:
+        status = "quarantined*" if s.retry_requested else s.status
+        reason = f": {s.error.removeprefix(s.file_name + ': ')}" if s.error else ""
+        out.append(f"{status:<12} {s.rows_loaded:>8}  {s.decided_at:%Y-%m-%d %H:%M:%S}  {s.file_name}{reason}")
+    counts = {k: sum(s.status == k for s in states) for k in ("loaded", "quarantined", "duplicate", "retracted")}
+    out.append(", ".join(f"{n} {k}" for k, n in counts.items()) + " (* = retry requested: the next refresh decides it)")
+    return out
+
+
+def _common(parser: argparse.ArgumentParser, inbox: bool = True) -> None:
+    if inbox:
+        parser.add_argument("--inbox", help="inbox folder (default: $CARE_OUTCOMES_INBOX or data/sample)")
+    parser.add_argument(
         "--warehouse", help="serving DuckDB file (default: $CARE_OUTCOMES_WAREHOUSE or warehouse/care_outcomes.duckdb)"
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="care-outcomes", description="Outcome figures for day-care and IPS programmes."
+    )
+    sub = main_parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("refresh", help="ingest the inbox, build and check the marts, publish the serving file")
+    _common(run)
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
     run.add_argument(
         "--dbt-project", metavar="DIR", help="build with another copy of the dbt project (developing models)"
     )
-    args = parser.parse_args(argv)
+    run.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="move the working database aside and load every file in the inbox anew (a damaged database, "
+        "or a warehouse that should hold another inbox)",
+    )
+    _common(sub.add_parser("files", help="every inbound file with its status and reason"))
+    retry = sub.add_parser("retry", help="decide quarantined files again (after the file or the YAML was fixed)")
+    retry.add_argument("files", nargs="*", metavar="FILE", help="as `care-outcomes files` names them (default: all)")
+    retry.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
+    _common(retry)
+    retract = sub.add_parser("retract", help="take a loaded file's rows out of raw; the next refresh rebuilds")
+    retract.add_argument("file", metavar="FILE", help="as `care-outcomes files` names it, e.g. outflow/export.csv")
+    _common(retract, inbox=False)
+    return main_parser
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = resolve_paths(getattr(args, "inbox", None), args.warehouse)
+    if args.command == "files":
+        print("\n".join(show_files(paths)))
+        return 0
+    if args.command == "retract":
+        from pipelines.ingest.load import retract
+        from pipelines.ingest.registry import load_registry
+
+        with writing(paths) as con:
+            removed = retract(con, load_registry(paths.sources_dirs), args.file)
+        print(
+            f"retracted {args.file}: {removed} rows taken out of raw; the next refresh publishes the marts without them"
+        )
+        return 0
+    if args.command == "retry":
+        from pipelines.ingest.load import request_retry
+
+        with writing(paths) as con:
+            chosen = request_retry(con, args.files)
+        print(f"retry:     {len(chosen)} quarantined file(s) will be decided again: {', '.join(chosen) or '-'}")
+        report = refresh(paths, args.verbose)
+    else:
+        dbt_project = Path(args.dbt_project).resolve() if args.dbt_project else None
+        report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild)
+    print("\n".join(report.lines()))
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env", override=False)  # the shell's environment wins, as with `dagster dev`
 
+    from pipelines.ingest.load import RepairRefused
     from pipelines.ingest.pseudonymise import MissingKey
     from pipelines.ingest.registry import RegistryError
     from pipelines.transform.project import DbtParseError
-    from pipelines.warehouse import WarehouseBusy
+    from pipelines.warehouse import WarehouseFault
 
-    paths = resolve_paths(args.inbox, args.warehouse)
     try:
-        report = refresh(paths, args.verbose, Path(args.dbt_project).resolve() if args.dbt_project else None)
-    except (MissingKey, RegistryError, DbtParseError, WarehouseBusy) as exc:
-        print(f"refresh failed: {exc}", file=sys.stderr)
+        return run(args)
+    except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused) as exc:
+        print(f"{args.command} failed: {exc}", file=sys.stderr)
         return 2
-    for line in report.lines():
-        print(line)
-    return 0 if report.outcome.published else 1
+    except Exception as exc:  # never a traceback on the terminal: one line here, the traceback in a log file
+        log = _traceback_log(args)
+        print(
+            f"{args.command} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} ({log})", file=sys.stderr
+        )
+        return 2
+
+
+def _traceback_log(args: argparse.Namespace) -> str:
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    for folder in (
+        resolve_paths(getattr(args, "inbox", None), args.warehouse).log_file.parent,
+        Path(tempfile.gettempdir()),
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "care_outcomes_error.log").write_text(text, encoding="utf-8")
+            return f"traceback in {folder / 'care_outcomes_error.log'}"
+        except OSError:
+            continue
+    return "no traceback kept"
 
 
 if __name__ == "__main__":

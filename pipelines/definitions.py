@@ -23,7 +23,7 @@ def build_defs(paths: Paths, dbt_project_dir: Path = DBT_DIR) -> Definitions:
     development. Raises RegistryError when a source YAML is broken."""
     registry = load_registry(paths.sources_dirs)
     project = dbt_project_for(dbt_project_dir)
-    dbt_models = build_dbt_assets(project)
+    dbt_models = build_dbt_assets(project, registry)
     return Definitions(
         assets=[*ingest_assets(registry), dbt_models, build_serving_asset(mart_keys(dbt_models))],
         asset_checks=gx_checks(),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster import (
     AssetSelection,
@@ -25,7 +27,7 @@ from pipelines.ingest.load import FileLoad, inbox_files
 from pipelines.ingest.registry import Registry
 from pipelines.quality.checks import severity_of
 from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
-from pipelines.warehouse import WarehouseResource
+from pipelines.warehouse import WarehouseResource, storage_fault
 
 REFRESH_JOB_NAME = "refresh"
 WRITER_TAG = "care_outcomes/warehouse"
@@ -120,6 +122,7 @@ class RunOutcome:
     checks: list[CheckOutcome] = field(default_factory=list)
     rows_per_mart: dict[str, int] | None = None  # None: nothing was published
     step_failure: str | None = None
+    fault: str | None = None  # an operational fault (disk, folder, database) rather than the data
 
     @property
     def published(self) -> bool:
@@ -143,11 +146,25 @@ class RunOutcome:
         return self.step_failure or "the run did not reach the publish step"
 
     @classmethod
-    def of(cls, result: ExecuteInProcessResult, files: list[FileLoad]) -> RunOutcome:
+    def of(cls, result: ExecuteInProcessResult, files: list[FileLoad], warehouse: Path) -> RunOutcome:
         checks = [_check_outcome(e) for e in result.get_asset_check_evaluations()]
         served = [m for m in result.get_asset_materialization_events() if m.asset_key == SERVING_KEY]
         rows = served[0].materialization.metadata[ROWS_PER_MART].value if result.success and served else None
-        return cls(files=files, checks=checks, rows_per_mart=rows, step_failure=_step_failure(result))
+        failure = _first_failure(result)
+        if failure is None:
+            return cls(files=files, checks=checks, rows_per_mart=rows)
+        where, cls_name, message = failure
+        fault = storage_fault(RuntimeError(message), warehouse)
+        if fault is not None:
+            message = str(fault)
+        is_fault = fault is not None or cls_name in ("WarehouseFault", "WarehouseBusy")
+        return cls(
+            files=files,
+            checks=checks,
+            rows_per_mart=rows,
+            step_failure=f"{where}: {message}",
+            fault=f"{where}: {message}" if is_fault else None,
+        )
 
 
 def _check_outcome(evaluation) -> CheckOutcome:
@@ -167,10 +184,22 @@ def _check_outcome(evaluation) -> CheckOutcome:
     )
 
 
-def _step_failure(result: ExecuteInProcessResult) -> str | None:
+def _first_failure(result: ExecuteInProcessResult) -> tuple[str, str, str] | None:
+    """(where, exception class, message) of the root cause of the run's first failure: the exception a step or a
+    resource raised, not Dagster's wrapper around it."""
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            message = (error.message if error else "unknown error").strip().splitlines()[0]
-            return f"step {event.step_key} failed: {message}"
+            where, error = f"step {event.step_key} failed", event.step_failure_data.error
+        elif event.event_type_value == "RESOURCE_INIT_FAILURE":
+            where, error = "the run could not start", event.event_specific_data.error
+        else:
+            continue
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is None:
+            return where, "", "unknown error"
+        lines = [line for line in error.message.strip().splitlines() if line.strip()] or ["unknown error"]
+        # "pipelines.warehouse.WarehouseFault: cannot write ..." -> "cannot write ..."
+        message = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", lines[0])
+        return where, error.cls_name or "", message
     return None

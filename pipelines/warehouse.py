@@ -4,9 +4,12 @@ the audit schema. Every stage reaches the working database through `WarehouseRes
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import os
+import re
+import tempfile
 import threading
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -87,6 +90,11 @@ def q(name: str) -> str:
 def lit(text: str) -> str:
     """Quote a string literal taken from the registry or a path (configuration, never data values)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def without_values(message: object, limit: int = 300) -> str:
+    """An error text on one line without the values it quotes: a value may be a client id."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", " ".join(str(message).split()))[:limit]
 
 
 # --- the audit schema --------------------------------------------------------------------------
@@ -200,6 +208,58 @@ def storage_fault(exc: BaseException, where: Path) -> WarehouseFault | None:
     )
 
 
+def check_folder(folder: Path) -> None:
+    """The folder exists (or can be made) and takes a new file; else one line saying why."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".care-outcomes-write-test-"):
+            pass
+    except OSError as exc:
+        raise storage_fault(exc, folder) or WarehouseFault(f"cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def prepare_warehouse(paths: Paths, rebuild: bool = False) -> Path | None:
+    """Before a run writes: the folder takes files, the working database is a DuckDB file built from this inbox.
+    With ``rebuild`` the working database is moved aside (returned) and the run starts anew from the inbox."""
+    check_folder(paths.warehouse.parent)
+    moved = _move_aside(paths) if rebuild and paths.work_db.exists() else None
+    try:
+        con = duckdb.connect(str(paths.work_db))
+    except duckdb.Error as exc:
+        if "not a valid DuckDB database file" in str(exc):
+            raise WarehouseFault(
+                f"the working database {paths.work_db} is not a valid DuckDB file (damaged?); "
+                "`care-outcomes refresh --rebuild` moves it aside and loads every file in the inbox again"
+            ) from None
+        raise storage_fault(exc, paths.work_db) or WarehouseFault(f"cannot open {paths.work_db}: {exc}") from None
+    try:
+        ensure_audit(con)
+        built_from = con.execute("select inbox from audit.warehouse").fetchall()
+        if not built_from:
+            con.execute("insert into audit.warehouse values (?, current_localtimestamp())", [str(paths.inbox)])
+        elif built_from[0][0] != str(paths.inbox):
+            raise WarehouseFault(
+                f"{paths.warehouse} was built from inbox {built_from[0][0]}, not {paths.inbox}: one warehouse holds "
+                "one inbox's data. Use another --warehouse, or `care-outcomes refresh --rebuild` to start this one "
+                "anew from this inbox"
+            )
+    except duckdb.Error as exc:
+        raise storage_fault(exc, paths.work_db) or exc from None
+    finally:
+        con.close()
+    return moved
+
+
+def _move_aside(paths: Paths) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    aside = paths.work_db.with_name(f"{paths.work_db.stem}.replaced-{stamp}.duckdb")
+    for suffix in ("", ".wal"):
+        source = Path(str(paths.work_db) + suffix)
+        if source.exists():
+            os.replace(source, Path(str(aside) + suffix))
+    return aside
+
+
 # --- one writer at a time ----------------------------------------------------------------------
 
 
@@ -260,6 +320,7 @@ class WarehouseResource(ConfigurableResource):
             yield self
             return
         with writer_lock(self.paths()):
+            prepare_warehouse(self.paths())
             yield self
 
     @contextmanager

@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue, asset
 
-from pipelines.ingest.load import FileLoad, ingest_contract
+from pipelines.ingest.load import FileLoad, check_inbox, ingest_contract
 from pipelines.ingest.pseudonymise import current_key, hmac_sql, install_key
 from pipelines.ingest.registry import Contract, Registry
 from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource, q
@@ -39,6 +39,7 @@ def build_ingest_asset(registry: Registry, contract: Contract):
     )
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         paths = warehouse.paths()
+        check_inbox(paths.inbox, registry)
         with warehouse.connect() as con:
             if contract.pseudonymise:
                 install_key(con, current_key(paths.inbox))

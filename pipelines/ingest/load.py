@@ -13,7 +13,6 @@ import datetime as dt
 import fnmatch
 import hashlib
 import logging
-import re
 import shutil
 import traceback
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import duckdb
 from pipelines.ingest.read import Unreadable, read_cells
 from pipelines.ingest.registry import Contract, Registry, Source
 from pipelines.ingest.validate import Rejected, validate
-from pipelines.warehouse import ensure_audit, has_table, q, storage_fault
+from pipelines.warehouse import WarehouseFault, ensure_audit, has_table, q, storage_fault, without_values
 
 logger = logging.getLogger("care_outcomes.ingest")
 
@@ -70,6 +69,15 @@ def sha256_of(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_inbox(inbox: Path, registry: Registry) -> None:
+    """The inbox exists and holds at least one source folder: a mistyped --inbox must not pass for a quiet night."""
+    if not inbox.is_dir():
+        raise WarehouseFault(f"the inbox {inbox} does not exist (or is not a folder)")
+    folders = sorted({s.folder for s in registry.sources.values()})
+    if not any((inbox / folder).is_dir() for folder in folders):
+        raise WarehouseFault(f"the inbox {inbox} holds none of the source folders ({', '.join(folders)})")
 
 
 def inbox_files(inbox: Path, source: Source) -> list[Path]:
@@ -139,11 +147,6 @@ def _unreadable_signature(path: Path, file_name: str) -> str:
     ).hexdigest()
 
 
-def _without_values(message: str) -> str:
-    """An error text without what it quotes (a cell's value may be a client id), on one line."""
-    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", " ".join(str(message).split()))[:300]
-
-
 def decide(
     con,
     path: Path,
@@ -194,7 +197,7 @@ def decide(
             now,
         )
     except Exception as exc:  # anything else about this one file: it is quarantined, the others still load
-        reason = f"{file_name}: could not be read: {_without_values(exc)}"
+        reason = f"{file_name}: could not be read: {without_values(exc)}"
         log.warning(f"{reason}\n{''.join(traceback.format_tb(exc.__traceback__))}")
         return _quarantined(
             con, path, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), quarantine_dir, now
@@ -211,7 +214,7 @@ def decide(
         fault = storage_fault(exc, quarantine_dir.parent)
         if fault is not None:
             raise fault from None
-        reason = f"{file_name}: could not be loaded: {_without_values(exc)}"
+        reason = f"{file_name}: could not be loaded: {without_values(exc)}"
         log.warning(f"{reason}\n{''.join(traceback.format_tb(exc.__traceback__))}")
         return _quarantined(
             con, path, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), quarantine_dir, now
@@ -280,3 +283,96 @@ def loads_after(con: duckdb.DuckDBPyConnection, load_id: int) -> list[FileLoad]:
         [load_id],
     ).fetchall()
     return [FileLoad(*row) for row in rows]
+
+
+# --- what a person sees and repairs: `care-outcomes files | retry | retract` -------------------
+
+
+@dataclass(frozen=True)
+class FileState:
+    """The latest decision about one inbound file name."""
+
+    load_id: int
+    file_name: str
+    source: str
+    status: str  # loaded | quarantined | duplicate | retracted
+    rows_loaded: int
+    error: str | None
+    decided_at: dt.datetime
+    retry_requested: bool
+
+
+def file_states(con: duckdb.DuckDBPyConnection) -> list[FileState]:
+    """Every file name ever decided, with its latest decision; a retracted load shows as retracted."""
+    if not has_table(con, "audit", "file_loads"):
+        return []
+    tables = {
+        t for (t,) in con.execute("select table_name from duckdb_tables() where schema_name = 'audit'").fetchall()
+    }
+    retracted = (
+        "exists (select 1 from audit.file_retractions r where r.load_id = f.load_id)"
+        if "file_retractions" in tables
+        else "false"
+    )
+    retry = (
+        "exists (select 1 from audit.file_retries r where r.file_name = f.file_name and r.after_load_id >= f.load_id)"
+        if "file_retries" in tables
+        else "false"
+    )
+    rows = con.execute(
+        f"select load_id, file_name, source, case when {retracted} then 'retracted' else status end, rows_loaded, "
+        f"error, loaded_at, {retry} from audit.file_loads f "
+        "qualify row_number() over (partition by file_name order by load_id desc) = 1 order by file_name"
+    ).fetchall()
+    return [FileState(*row) for row in rows]
+
+
+def waiting_in_quarantine(con: duckdb.DuckDBPyConnection, inbox: Path) -> list[FileState]:
+    """Quarantined files still in the inbox: they wait for a corrected file or a `care-outcomes retry`."""
+    return [s for s in file_states(con) if s.status == "quarantined" and (inbox / s.file_name).exists()]
+
+
+class RepairRefused(Exception):
+    """A retry or retract that cannot be done as asked; the message says why."""
+
+
+def request_retry(con: duckdb.DuckDBPyConnection, file_names: list[str]) -> list[str]:
+    """Mark quarantined files (all of them when none are named) to be decided again by the next refresh."""
+    states = {s.file_name: s for s in file_states(con)}
+    unknown = [n for n in file_names if n not in states]
+    if unknown:
+        raise RepairRefused(f"no file named {', '.join(unknown)} was ever decided (see `care-outcomes files`)")
+    not_quarantined = [f"{n} ({states[n].status})" for n in file_names if states[n].status != "quarantined"]
+    if not_quarantined:
+        raise RepairRefused(f"only quarantined files can be retried, not {', '.join(not_quarantined)}")
+    chosen = file_names or [n for n, s in states.items() if s.status == "quarantined"]
+    ensure_audit(con)
+    con.executemany(
+        "insert into audit.file_retries select ?, max(load_id), current_localtimestamp() from audit.file_loads",
+        [[n] for n in chosen],
+    )
+    return chosen
+
+
+def retract(con: duckdb.DuckDBPyConnection, registry: Registry, file_name: str) -> int:
+    """Take a loaded file's rows out of raw (its audit row stays, and the retraction is recorded); returns the
+    number of rows removed. The file is not loaded again while its bytes stay the same."""
+    state = next((s for s in file_states(con) if s.file_name == file_name), None)
+    if state is None or state.status != "loaded":
+        what = "was never decided" if state is None else f"is {state.status}"
+        raise RepairRefused(f"{file_name} {what}: only a loaded file can be retracted (see `care-outcomes files`)")
+    tables = [c.raw_table for c in registry.contracts.values() if has_table(con, "raw", c.raw_table)]
+    con.execute("begin transaction")
+    try:
+        removed = sum(
+            con.execute(f"delete from raw.{q(t)} where _load_id = ?", [state.load_id]).fetchall()[0][0] for t in tables
+        )
+        con.execute(
+            "insert into audit.file_retractions values (?, ?, ?, current_localtimestamp())",
+            [file_name, state.load_id, removed],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return removed

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.ingest.registry import Source
+from pipelines.warehouse import without_values
 
 CHUNK = 1 << 20
 # A cell that Excel could not give a value for starts with this mark, followed by what is wrong;
@@ -184,17 +185,12 @@ def _csv_error(exc: duckdb.Error, line_of) -> str:
     (it may hold a client id)."""
     match = _CSV_ERROR.search(str(exc))
     if not match:
-        return "cannot be read as CSV: " + _unquoted(str(exc).splitlines()[0])
+        return "cannot be read as CSV: " + without_values(str(exc).splitlines()[0])
     data_row, rest = int(match.group(1)) - 2, match.group(2)
     problem = next((text.strip() for text in rest.splitlines() if text.strip()), "")
     if not problem or problem.startswith("Possible fixes"):
         problem = "malformed line"
-    return f"line {line_of(data_row)}: {_unquoted(problem)}"
-
-
-def _unquoted(message: str) -> str:
-    """A message of DuckDB's without the values it quotes."""
-    return re.sub(r"'[^']*'", "'…'", message)
+    return f"line {line_of(data_row)}: {without_values(problem)}"
 
 
 def _line_of(blank: list[int]):

@@ -357,3 +357,25 @@ def validate(
     if rows == 0:
         raise Rejected([Problem(None, None, None, "the file has a header but no data rows")])
     return rows
+
+
+def unfit_raw_rows(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[tuple[str, str, int]]:
+    """(column, file, rows) of stored rows that today's contract would reject as unfit for the marts (non-finite or
+    out-of-bounds numbers, implausible years): rows a file brought before the contract was this strict."""
+    parts = []
+    for c in contract.columns:
+        if c.type in ("integer", "decimal"):
+            bad = [f"not isfinite({q(c.name)})" if c.type == "decimal" else "false"]
+            bad += [f"{q(c.name)} < {c.min}"] if c.min is not None else []
+            bad += [f"{q(c.name)} > {c.max}"] if c.max is not None else []
+        elif c.type in ("date", "timestamp"):
+            bad = [f"extract(year from {q(c.name)}) not between {FIRST_YEAR} and {LAST_YEAR}"]
+        else:
+            continue
+        parts.append(
+            f"select {lit(c.name)} as col, _file_name, count(*) from raw.{q(contract.raw_table)} "
+            f"where {' or '.join(bad)} group by _file_name"
+        )
+    if not parts:
+        return []
+    return con.execute(f"{' union all '.join(parts)} order by 1, 2").fetchall()

@@ -15,6 +15,9 @@ import duckdb
 
 from pipelines.warehouse import Paths, ensure_audit, lit, q
 
+# the audit tables BI tools see beside the marts (audit.check_results holds only the published run's checks)
+AUDIT_TABLES = ["file_loads", "file_retries", "file_retractions", "resubmissions"]
+
 # Written in the storage format of DuckDB 1.0 so the older DuckDB builds inside BI drivers can read it.
 SERVING_STORAGE_VERSION = "v1.0.0"
 
@@ -40,7 +43,8 @@ def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[str, int]:
-    """Write marts, audit.file_loads and this run's audit.check_results to the serving file. Returns rows per mart."""
+    """Write the marts, the audit tables and this run's audit.check_results to the serving file. Returns rows per
+    mart."""
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(paths)
     tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
@@ -54,7 +58,8 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
         for table in tables:
             con.execute(f"create table serving.marts.{q(table)} as select * from marts.{q(table)}")
             counts[table] = con.execute(f"select count(*) from serving.marts.{q(table)}").fetchall()[0][0]
-        con.execute("create table serving.audit.file_loads as select * from audit.file_loads order by load_id")
+        for table in AUDIT_TABLES:
+            con.execute(f"create table serving.audit.{q(table)} as select * from audit.{q(table)} order by all")
         con.execute(
             "create table serving.audit.check_results as "
             "select * from audit.check_results where run_id = ? order by asset, check_name",

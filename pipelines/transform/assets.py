@@ -3,12 +3,18 @@
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
+from pipelines.ingest.registry import Registry
+from pipelines.ingest.validate import unfit_raw_rows
 from pipelines.transform.project import dbt_build_args
 from pipelines.transform.translator import CareOutcomesTranslator
-from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource
+from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource, has_table
 
 
-def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
+class DbtBuildFailed(Exception):
+    """dbt could not build a model from the stored rows; the message names the model, the column and the files."""
+
+
+def build_dbt_assets(project: DbtProject, registry: Registry) -> AssetsDefinition:
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
@@ -17,9 +23,53 @@ def build_dbt_assets(project: DbtProject) -> AssetsDefinition:
     )
     def care_outcomes_dbt(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """dbt build of every seed, model and data test, streamed into Dagster events."""
-        yield from dbt.cli(dbt_build_args(warehouse.paths().work_db), context=context).stream()
+        invocation = dbt.cli(dbt_build_args(warehouse.paths().work_db), context=context, raise_on_error=False)
+        yield from invocation.stream()
+        if not invocation.is_successful():
+            results = invocation.get_artifact("run_results.json").get("results", [])
+            errors = _failed(results, ("model", "seed"), "error")
+            if not errors:  # the models were built, data tests failed: each is named by its asset check
+                tests = _failed(results, ("test",), "fail") + _failed(results, ("test",), "error")
+                raise DbtBuildFailed(f"dbt tests failed: {', '.join(name for name, _ in tests) or 'see the run log'}")
+            with warehouse.connect(read_only=True) as con:
+                raise DbtBuildFailed(_explain(errors, _suspects(con, registry)))
 
     return care_outcomes_dbt
+
+
+def _failed(results: list[dict], kinds: tuple[str, ...], status: str) -> list[tuple[str, str]]:
+    """(name, dbt's message) of every node of these kinds with this status in run_results.json."""
+    return [
+        (r["unique_id"].split(".")[2], " ".join((r.get("message") or "").split()))
+        for r in results
+        if r.get("status") == status and r["unique_id"].split(".")[0] in kinds
+    ]
+
+
+def _suspects(con, registry: Registry) -> list[str]:
+    """Where the stored rows are unfit: '<table>.<column> from <file> (<n> rows)'; else the newest loaded files."""
+    unfit = [
+        f"raw.{c.raw_table}.{column} from {file} ({rows} rows)"
+        for c in registry.contracts.values()
+        if has_table(con, "raw", c.raw_table)
+        for column, file, rows in unfit_raw_rows(con, c)
+    ]
+    if unfit:
+        return unfit
+    newest = con.execute(
+        "select file_name from audit.file_loads where status = 'loaded' order by load_id desc limit 3"
+    ).fetchall()
+    return [f"rows loaded last, from {f}" for (f,) in newest]
+
+
+def _explain(errors: list[tuple[str, str]], suspects: list[str]) -> str:
+    model, message = errors[0]
+    message = message.split(" LINE ")[0]  # DuckDB appends the SQL around the fault; the model names it
+    where = "; ".join(suspects) or "no stored rows to suspect"
+    return (
+        f"dbt could not build model {model}: {message[:300]}. Suspect: {where}. "
+        "Take a file's rows out with `care-outcomes retract FILE`, then refresh again"
+    )
 
 
 def mart_keys(dbt_assets_def: AssetsDefinition) -> list[AssetKey]:
