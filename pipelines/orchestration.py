@@ -154,7 +154,7 @@ class RunOutcome:
         if failure is None:
             return cls(files=files, checks=checks, rows_per_mart=rows)
         where, cls_name, message = failure
-        fault = storage_fault(RuntimeError(message), warehouse)
+        fault = storage_fault(RuntimeError(message), warehouse.parent)
         if fault is not None:
             message = str(fault)
         is_fault = fault is not None or cls_name in ("WarehouseFault", "WarehouseBusy")

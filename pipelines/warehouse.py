@@ -203,8 +203,9 @@ def storage_fault(exc: BaseException, where: Path) -> WarehouseFault | None:
     if what is None:
         return None
     folder = where if where.is_dir() else where.parent
+    target = f"in {where}" if where.is_dir() else str(where)
     return WarehouseFault(
-        f"cannot write {where} ({what}); free space or fix the permissions of {folder}, then refresh again"
+        f"cannot write {target} ({what}); free space or fix the permissions of {folder}, then refresh again"
     )
 
 
@@ -214,6 +215,8 @@ def check_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".care-outcomes-write-test-"):
             pass
+    except (FileExistsError, NotADirectoryError):
+        raise WarehouseFault(f"cannot write in {folder}: it, or a folder above it, is a file") from None
     except OSError as exc:
         raise storage_fault(exc, folder) or WarehouseFault(f"cannot write in {folder}: {exc.strerror or exc}") from None
 
@@ -276,7 +279,7 @@ def writer_lock(paths: Paths):
         if lock_file in _held:
             _held[lock_file][1] += 1
         else:
-            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            check_folder(lock_file.parent)
             handle = lock_file.open("w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

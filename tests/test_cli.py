@@ -83,6 +83,7 @@ def test_empty_inbox_gives_empty_marts_and_a_bad_file_is_reported(tmp_path):
 
 
 def test_other_inbox_needs_a_pseudonym_key(tmp_path):
+    (tmp_path / "outflow").mkdir()
     done = run_refresh(tmp_path, tmp_path / "co.duckdb")
     assert done.returncode == 2
     assert "CARE_OUTCOMES_PSEUDONYM_KEY is not set" in done.stderr and "Traceback" not in done.stderr

@@ -151,6 +151,10 @@ def test_a_held_connection_keeps_its_snapshot_and_new_connections_see_the_new_ma
     warehouse = served / sample_warehouse.name
     inbox = tmp_path / "inbox"
     shutil.copytree(SAMPLE, inbox)
+    # a warehouse holds one inbox's data: this copy of the sample's warehouse now belongs to the copied inbox
+    con = duckdb.connect(str(warehouse.with_name(warehouse.stem + ".work.duckdb")))
+    con.execute("update audit.warehouse set inbox = ?", [str(inbox)])
+    con.close()
     (inbox / "ips_quarterly" / "zuyderland_2018q4.csv").write_text(
         "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,"
         "outflow_successful,outflow_unsuccessful\nZUYDERLAND,Zuyderland IPS,2018,4,40,6,3.2,12,8,2,3,1\n"

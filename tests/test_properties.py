@@ -212,4 +212,4 @@ def test_a_single_rule_violation_is_always_quarantined(tmp_path_factory, ips, ou
     (load,) = loads
     assert load.status == "quarantined", f"{name} was loaded"
     assert reason in load.error, f"{name}: {load.error}"
-    assert f"row {victim + 2}" in load.error, f"{name}: the reason names row {victim + 2}: {load.error}"
+    assert f"line {victim + 2}" in load.error, f"{name}: the reason names line {victim + 2}: {load.error}"

@@ -113,7 +113,7 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "ips_quarterly").mkdir(parents=True)  # an inbox with an (empty) source folder
     warehouse = tmp_path / "warehouse" / "care_outcomes.duckdb"
     env = clean_env(
         DAGSTER_HOME=str(home),
