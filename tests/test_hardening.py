@@ -331,3 +331,23 @@ def test_repairs_before_the_first_refresh_say_what_to_do(tmp_path, name):
         assert done.returncode == 0 and "no file has been decided yet" in done.stdout
     else:
         assert done.returncode == 2 and "run `care-outcomes refresh` first" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "error, meaning",
+    [
+        (OSError(30, "Read-only file system"), "the file system is read-only"),
+        (OSError(13, "Permission denied"), "permission denied"),
+        (OSError(28, "No space left on device"), "the disk is full"),
+        (duckdb.IOException('IO Error: Could not write file "x": No space left on device'), "the disk is full"),
+    ],
+)
+def test_storage_errors_become_one_line_naming_the_folder(tmp_path, error, meaning):
+    # a read-only folder cannot be made for root (CI): the mapping from the operating system's error is checked here
+    from pipelines.warehouse import storage_fault
+
+    fault = storage_fault(error, tmp_path)
+    assert str(fault) == (
+        f"cannot write in {tmp_path} ({meaning}); free space or fix the permissions of {tmp_path}, then refresh again"
+    )
+    assert storage_fault(ValueError("not a storage problem"), tmp_path) is None
