@@ -34,6 +34,7 @@ class RefreshReport:
     outcome: RunOutcome
     waiting: int = 0  # quarantined files still in the inbox
     moved_aside: Path | None = None  # --rebuild: where the previous working database went
+    missing_latest: list[str] | None = None  # programmes that have not sent the latest quarter
 
     def lines(self) -> list[str]:
         out = [f"inbox:     {self.paths.inbox}"]
@@ -56,6 +57,8 @@ class RefreshReport:
         )
         if self.outcome.rows_per_mart:
             out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.outcome.rows_per_mart.items()))
+        if self.missing_latest:
+            out.append(f"missing:   latest quarter not received from {', '.join(self.missing_latest)}")
         failed, warned = self.outcome.failed_checks, self.outcome.warnings
         out.append(f"checks:    {len(self.outcome.checks)} run, {len(failed)} failed, {len(warned)} warnings")
         out += [f"  failed: {c.label}" for c in failed]
@@ -154,7 +157,23 @@ def refresh(
         with reading(paths) as con:
             files = loads_after(con, before) if con else []
             waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
-    return RefreshReport(paths, RunOutcome.of(result, files, paths.warehouse), waiting, moved)
+            missing = missing_latest_quarter(con) if con else []
+    return RefreshReport(paths, RunOutcome.of(result, files, paths.warehouse), waiting, moved, missing)
+
+
+def missing_latest_quarter(con) -> list[str]:
+    """'<programme> (<period>)' for every programme whose latest quarter is missing in marts.ips_submissions."""
+    from pipelines.warehouse import has_table
+
+    if not has_table(con, "marts", "ips_submissions"):
+        return []
+    return [
+        f"{program} ({period})"
+        for program, period in con.execute(
+            "select program_id, period_code from marts.ips_submissions where status = 'missing' "
+            "and year * 4 + quarter = (select max(year * 4 + quarter) from marts.ips_submissions) order by 1"
+        ).fetchall()
+    ]
 
 
 def show_files(paths: Paths) -> list[str]:

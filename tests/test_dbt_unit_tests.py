@@ -21,6 +21,9 @@ UNIT_TESTS = [
     "outflow_ladder_ignores_rows_without_both_steps",
     "fidelity_totals_bands_at_the_edges",
     "fidelity_items_national_mean_uses_latest_assessments",
+    "ips_benchmark_long_ranks_spread_and_suppression",
+    "ips_submissions_marks_missing_and_resubmitted_quarters",
+    "outflow_ladder_transitions_fills_the_matrix",
 ]
 
 

@@ -1,10 +1,18 @@
 """Expectation builders shared by the suites."""
 
+import re
 from pathlib import Path
 
 TOLERANCE = 1e-9
 # the dbt seeds (destination and fidelity item catalogues): suites read the same lists the marts are built from
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "dbt" / "seeds"
+
+
+def dbt_macro_list(file: str, macro: str) -> list[str]:
+    """The list a dbt macro returns (e.g. the IPS metrics), read from dbt/macros/<file>.sql: one list for both."""
+    text = (SEEDS_DIR.parent / "macros" / f"{file}.sql").read_text(encoding="utf-8")
+    body = re.search(rf"macro {macro}\(\).*?return\(\[(.*?)\]\)", text, re.S)
+    return re.findall(r"'([a-z_]+)'", body.group(1))
 
 
 def seed(name: str) -> str:

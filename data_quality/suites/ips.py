@@ -1,7 +1,7 @@
 """Suites of the IPS quarterly marts."""
 
 from data_quality.runner import Dataset, Suite
-from data_quality.suites.common import fractions, near_zero, unique
+from data_quality.suites.common import dbt_macro_list, fractions, near_zero, unique, zero
 
 RATES = [
     "paid_work_rate",
@@ -12,6 +12,8 @@ RATES = [
     "unsuccessful_outflow_rate",
 ]
 KEY = ["program_id", "year", "quarter"]
+# the metrics of marts.ips_quarterly that ips_benchmark_long lists one per row
+METRICS = dbt_macro_list("ips_metrics", "ips_quarterly_metrics")
 
 ips_quarterly = Suite(
     name="ips_quarterly",
@@ -188,4 +190,114 @@ ips_benchmark = Suite(
     ],
 )
 
-SUITES = [ips_quarterly, ips_quarterly_gaps, ips_yearly, ips_quarterly_national, ips_yearly_national, ips_benchmark]
+ips_benchmark_long = Suite(
+    name="ips_benchmark_long",
+    asset=("marts", "ips_benchmark_long"),
+    description="Each value is the programme's figure; ranks within 1..n_programs; quartiles ordered; national "
+    "figures left out exactly where fewer than min_programs_national programmes stand behind them.",
+    datasets=[
+        Dataset(
+            name="rows",
+            sql="""
+                select l.program_id, l.year, l.quarter, l.metric, l.rank, l.n_programs, l.national_suppressed,
+                       l.national_p25, l.national_median, l.national_p75, l.metric_label,
+                       (l.national_value is null and l.national_median is null) as national_left_out,
+                       l.value is not distinct from b.value as value_matches
+                from marts.ips_benchmark_long l
+                left join (
+                    unpivot (select program_id, year, quarter, * exclude (program_id, year, quarter)
+                             from (select program_id, year, quarter, """
+            + ", ".join(f"cast({m} as double) as {m}" for m in METRICS)
+            + """ from marts.ips_quarterly))
+                    on columns(* exclude (program_id, year, quarter)) into name metric value value
+                ) b using (program_id, year, quarter, metric)
+            """,
+            key=["program_id", "year", "quarter", "metric"],
+            expectations=lambda gxe: [
+                *unique(gxe, "program_id", "year", "quarter", "metric"),
+                gxe.ExpectColumnValuesToBeInSet(column="value_matches", value_set=[True]),
+                gxe.ExpectColumnValuesToNotBeNull(column="metric_label"),
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="n_programs", column_B="rank", or_equal=True, ignore_row_if="either_value_is_missing"
+                ),
+                gxe.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
+                gxe.ExpectColumnPairValuesToBeEqual(column_A="national_suppressed", column_B="national_left_out"),
+                *[
+                    gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                        column_A=hi, column_B=lo, or_equal=True, ignore_row_if="either_value_is_missing"
+                    )
+                    for lo, hi in (("national_p25", "national_median"), ("national_median", "national_p75"))
+                ],
+            ],
+        )
+    ],
+)
+
+ips_submissions = Suite(
+    name="ips_submissions",
+    asset=("marts", "ips_submissions"),
+    description="One row per programme-quarter; missing exactly where no version arrived, resubmitted where "
+    "more than one did; every received quarter of ips_quarterly present.",
+    datasets=[
+        Dataset(
+            name="rows",
+            sql="""
+                select s.program_id, s.year, s.quarter, s.status,
+                       (s.status = 'missing') = (s.versions = 0) and (s.status = 'resubmitted') = (s.versions > 1)
+                           as status_matches_versions,
+                       (s.status <> 'missing') = (q.program_id is not null) as status_matches_marts
+                from marts.ips_submissions s
+                left join marts.ips_quarterly q using (program_id, year, quarter)
+            """,
+            key=KEY,
+            expectations=lambda gxe: [
+                *unique(gxe, *KEY),
+                gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["received", "resubmitted", "missing"]),
+                gxe.ExpectColumnValuesToBeInSet(column="status_matches_versions", value_set=[True]),
+                gxe.ExpectColumnValuesToBeInSet(column="status_matches_marts", value_set=[True]),
+            ],
+        ),
+        Dataset(
+            name="quarters_in_marts",
+            sql="""
+                select count(*) as quarters_not_listed
+                from marts.ips_quarterly q
+                anti join marts.ips_submissions s using (program_id, year, quarter)
+            """,
+            key=[],
+            expectations=lambda gxe: zero(gxe, "quarters_not_listed"),
+        ),
+    ],
+)
+
+ips_submissions_latest = Suite(
+    name="ips_submissions_latest",
+    asset=("marts", "ips_submissions"),
+    description="Warns about every programme that has not sent the latest quarter any programme reported.",
+    blocking=False,
+    datasets=[
+        Dataset(
+            name="latest_quarter",
+            sql="""
+                select program_id, period_code, status from marts.ips_submissions
+                where year * 4 + quarter = (select max(year * 4 + quarter) from marts.ips_submissions)
+            """,
+            key=["program_id", "period_code"],
+            expectations=lambda gxe: [
+                gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["received", "resubmitted"])
+            ],
+        )
+    ],
+)
+
+SUITES = [
+    ips_quarterly,
+    ips_quarterly_gaps,
+    ips_yearly,
+    ips_quarterly_national,
+    ips_yearly_national,
+    ips_benchmark,
+    ips_benchmark_long,
+    ips_submissions,
+    ips_submissions_latest,
+]

@@ -128,4 +128,44 @@ outflow_ladder = Suite(
     ],
 )
 
-SUITES = [outflow_by_destination, outflow_by_location, outflow_summary, outflow_ladder]
+outflow_ladder_transitions = Suite(
+    name="outflow_ladder_transitions",
+    asset=("marts", "outflow_ladder_transitions"),
+    description="Every step pair 1..6 per provider-year; counts add up to outflow_ladder.n_with_steps, shares to 1, "
+    "and moving up, staying and moving down agree with outflow_ladder.",
+    datasets=[
+        Dataset(
+            name="provider_years",
+            sql="""
+                select t.provider, t.year,
+                       count(*) - 36 as missing_pairs,
+                       sum(t.n) - max(l.n_with_steps) as count_error,
+                       sum(t.share) - 1 as share_sum_error,
+                       sum(t.share) filter (where t.step_end > t.step_start) - max(l.moved_up_share) as moved_up_error,
+                       sum(t.share) filter (where t.step_end < t.step_start) - max(l.moved_down_share)
+                           as moved_down_error
+                from marts.outflow_ladder_transitions t
+                join marts.outflow_ladder l using (provider, year)
+                group by t.provider, t.year
+            """,
+            key=["provider", "year"],
+            expectations=lambda gxe: [
+                *zero(gxe, "missing_pairs"),
+                *near_zero(gxe, "count_error", "share_sum_error", "moved_up_error", "moved_down_error"),
+            ],
+        ),
+        Dataset(
+            name="rows",
+            sql="select * from marts.outflow_ladder_transitions",
+            key=["provider", "year", "step_start", "step_end"],
+            expectations=lambda gxe: [
+                *fractions(gxe, "share"),
+                *unique(gxe, "provider", "year", "step_start", "step_end"),
+                gxe.ExpectColumnValuesToBeBetween(column="step_start", min_value=1, max_value=6),
+                gxe.ExpectColumnValuesToBeBetween(column="step_end", min_value=1, max_value=6),
+            ],
+        ),
+    ],
+)
+
+SUITES = [outflow_by_destination, outflow_by_location, outflow_summary, outflow_ladder, outflow_ladder_transitions]

@@ -65,17 +65,34 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
             "select * from audit.check_results where run_id = ? order by asset, check_name",
             [run_id],
         )
+        _copy_comments(con)
         con.execute("checkpoint serving")
     finally:
         con.execute("detach serving")
-    _export_parquet(con, tables, paths.parquet_dir)
+    _export_parquet(con, [f"marts.{q(t)}" for t in tables], paths.parquet_dir)
+    _export_parquet(con, [f"audit.{q(t)}" for t in [*AUDIT_TABLES, "check_results"]], paths.parquet_dir / "audit")
     os.replace(tmp, paths.warehouse)
     return counts
 
 
+def _copy_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """The dbt descriptions of the marts and their columns (persist_docs) as comments in the serving file, where
+    Superset, Metabase and DBeaver show them."""
+    here = "database_name = current_database() and schema_name = 'marts' and comment is not null"
+    for table, comment in con.execute(f"select table_name, comment from duckdb_tables() where {here}").fetchall():
+        con.execute(f"comment on table serving.marts.{q(table)} is {lit(' '.join(comment.split()))}")
+    columns = con.execute(f"select table_name, column_name, comment from duckdb_columns() where {here}").fetchall()
+    for table, column, comment in columns:
+        con.execute(f"comment on column serving.marts.{q(table)}.{q(column)} is {lit(' '.join(comment.split()))}")
+
+
 def _remove_leftovers(paths: Paths) -> None:
     """Temporary files of a publish that was killed half-way; only one writer runs at a time, so they are stale."""
-    patterns = [(paths.warehouse.parent, f".{paths.warehouse.name}.*.tmp*"), (paths.parquet_dir, ".*.parquet.*.tmp")]
+    patterns = [
+        (paths.warehouse.parent, f".{paths.warehouse.name}.*.tmp*"),
+        (paths.parquet_dir, ".*.parquet.*.tmp"),
+        (paths.parquet_dir / "audit", ".*.parquet.*.tmp"),
+    ]
     for directory, pattern in patterns:
         if directory.is_dir():
             for leftover in directory.glob(pattern):
@@ -83,9 +100,11 @@ def _remove_leftovers(paths: Paths) -> None:
 
 
 def _export_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], directory: Path) -> None:
+    """One <table>.parquet per (quoted, schema-qualified) table, each written aside and moved in whole."""
     directory.mkdir(parents=True, exist_ok=True)
     for table in tables:
-        target = directory / f"{table}.parquet"
-        tmp = directory / f".{table}.parquet.{os.getpid()}.tmp"
-        con.execute(f"copy marts.{q(table)} to {lit(str(tmp))} (format parquet)")
+        name = table.split(".")[-1].strip('"')
+        target = directory / f"{name}.parquet"
+        tmp = directory / f".{name}.parquet.{os.getpid()}.tmp"
+        con.execute(f"copy {table} to {lit(str(tmp))} (format parquet)")
         os.replace(tmp, target)

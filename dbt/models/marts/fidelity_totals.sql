@@ -4,6 +4,10 @@ scores as (
     select * from {{ ref('int_ips_fidelity_scores') }}
 ),
 
+bands as (
+    select * from {{ ref('fidelity_bands') }}
+),
+
 summed as (
     select
         program_id,
@@ -17,24 +21,38 @@ summed as (
     group by program_id, assessment_date
 ),
 
+with_bands as (
+    select
+        summed.*,
+        {{ fidelity_band('total_ips_a', 'max_ips_a') }} as band_ips_a,
+        {{ fidelity_band('total_ips_o', 'max_ips_o') }} as band_ips_o
+    from summed
+),
+
 final as (
     select
         -- keys
-        program_id,
-        assessment_date,
+        with_bands.program_id,
+        with_bands.assessment_date,
 
         -- totals: NULL when no item of the scale was scored
-        cast(total_ips_a as {{ dbt.type_bigint() }}) as total_ips_a,
-        cast(total_ips_o as {{ dbt.type_bigint() }}) as total_ips_o,
-        cast(case when max_ips_a > 0 then max_ips_a end as {{ dbt.type_bigint() }}) as max_ips_a,
-        cast(case when max_ips_o > 0 then max_ips_o end as {{ dbt.type_bigint() }}) as max_ips_o,
+        cast(with_bands.total_ips_a as {{ dbt.type_bigint() }}) as total_ips_a,
+        cast(with_bands.total_ips_o as {{ dbt.type_bigint() }}) as total_ips_o,
+        cast(case when with_bands.max_ips_a > 0 then with_bands.max_ips_a end as {{ dbt.type_bigint() }}) as max_ips_a,
+        cast(case when with_bands.max_ips_o > 0 then with_bands.max_ips_o end as {{ dbt.type_bigint() }}) as max_ips_o,
 
-        -- bands
-        {{ fidelity_band('total_ips_a', 'max_ips_a') }} as band_ips_a,
-        {{ fidelity_band('total_ips_o', 'max_ips_o') }} as band_ips_o,
+        -- bands, with their Dutch labels
+        with_bands.band_ips_a,
+        with_bands.band_ips_o,
+        band_a.label_nl as band_ips_a_label,
+        band_o.label_nl as band_ips_o_label,
 
-        is_latest_assessment
-    from summed
+        with_bands.is_latest_assessment
+    from with_bands
+    left join bands as band_a
+        on band_a.band = with_bands.band_ips_a
+    left join bands as band_o
+        on band_o.band = with_bands.band_ips_o
 )
 
 select * from final

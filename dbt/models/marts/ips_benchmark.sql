@@ -15,6 +15,9 @@ final as (
         programme.program_name,
         programme.year,
         programme.quarter,
+        programme.period_start,
+        programme.period_code,
+        programme.period_label,
         national.n_programs as national_n_programs,
         -- per metric: the programme, the national mean, and programme minus national
         {%- for metric in ips_quarterly_metrics() %}

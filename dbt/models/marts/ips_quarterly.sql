@@ -36,6 +36,9 @@ final as (
         year,
         quarter,
 
+        -- period
+        {{ quarter_periods('year', 'quarter') }},
+
         -- caseload and capacity
         caseload,
         new_clients,
@@ -43,8 +46,10 @@ final as (
         {{ safe_divide('caseload', 'fte') }} as clients_per_fte,
         {{ growth('caseload', 'prev_caseload') }} as caseload_growth,
 
-        -- work and education, as fractions of the caseload
+        -- work and education: counts, then fractions of the caseload
         paid_work,
+        paid_work_uwv,
+        education,
         {{ safe_divide('paid_work', 'caseload') }} as paid_work_rate,
         {{ safe_divide('paid_work_uwv', 'caseload') }} as paid_work_uwv_rate,
         {{ safe_divide('education', 'caseload') }} as education_rate,
@@ -52,7 +57,9 @@ final as (
         {{ growth('paid_work', 'prev_paid_work') }} as paid_work_growth,
         {{ growth('education', 'prev_education') }} as education_growth,
 
-        -- outflow, as fractions of the caseload; growth of the counts
+        -- outflow: counts, fractions of the caseload, growth of the counts
+        outflow_successful,
+        outflow_unsuccessful,
         {{ safe_divide('outflow_successful', 'caseload') }} as successful_outflow_rate,
         {{ safe_divide('outflow_unsuccessful', 'caseload') }} as unsuccessful_outflow_rate,
         {{ growth('outflow_successful', 'prev_outflow_successful') }} as successful_outflow_growth,

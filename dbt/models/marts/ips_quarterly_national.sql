@@ -16,6 +16,7 @@ final as (
     select
         year,
         quarter,
+        {{ quarter_periods('year', 'quarter') }},
         count(*) as n_programs,
         {%- for metric in ips_quarterly_metrics() %}
         {%- if metric == 'clients_per_fte' %}
@@ -24,6 +25,10 @@ final as (
         {%- else %}
         {{ mean(metric) }} as {{ metric }},
         {%- endif %}
+        {%- endfor %}
+        -- national totals of the counts (the means are above)
+        {%- for count in ips_quarterly_counts() %}
+        sum({{ count }}) as {{ count }}_sum,
         {%- endfor %}
         {{ spread | join(',\n        ') }}
     from quarterly

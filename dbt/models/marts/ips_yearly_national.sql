@@ -7,6 +7,7 @@ yearly as (
 final as (
     select
         year,
+        {{ year_start('year') }} as period_start,
         count(*) as n_programs,
         {{ mean("total_caseload") }} as total_caseload,
         {%- for metric in ips_quarterly_metrics() %}

@@ -8,6 +8,10 @@ destinations as (
     select * from {{ ref('destinations') }}
 ),
 
+destination_groups as (
+    select * from {{ ref('destination_groups') }}
+),
+
 provider_years as (
     select provider, year, count(*) as total_outflow
     from deregistrations
@@ -26,10 +30,12 @@ final as (
         -- keys
         provider_years.provider,
         provider_years.year,
+        {{ year_start('provider_years.year') }} as period_start,
         destinations.destination,
         destinations.label_nl as destination_label,
         destinations.sort_order,
         destinations.destination_group,
+        destination_groups.label_nl as destination_group_label,
         destinations.ladder_step,
 
         -- counts and shares
@@ -37,6 +43,8 @@ final as (
         {{ safe_divide('coalesce(counts.outflow_count, 0)', 'provider_years.total_outflow') }} as outflow_share
     from provider_years
     cross join destinations
+    inner join destination_groups
+        on destination_groups.destination_group = destinations.destination_group
     left join counts
         on counts.provider = provider_years.provider
         and counts.year = provider_years.year

@@ -5,7 +5,7 @@ deregistrations as (
 ),
 
 destination_groups as (
-    select distinct destination_group from {{ ref('destinations') }}
+    select * from {{ ref('destination_groups') }}
 ),
 
 location_years as (
@@ -25,8 +25,10 @@ final as (
     select
         location_years.provider,
         location_years.year,
+        {{ year_start('location_years.year') }} as period_start,
         location_years.location,
         destination_groups.destination_group,
+        destination_groups.label_nl as destination_group_label,
         location_years.location_outflow,
         coalesce(counts.outflow_count, 0) as outflow_count,
         {{ safe_divide('coalesce(counts.outflow_count, 0)', 'location_years.location_outflow') }} as outflow_share

@@ -44,6 +44,7 @@ final as (
         -- keys
         cur.provider,
         cur.year,
+        {{ year_start('cur.year') }} as period_start,
 
         -- counts
         cast(cur.total_outflow as {{ dbt.type_bigint() }}) as total_outflow,
