@@ -150,7 +150,7 @@ def refresh(
         job = build_defs(paths, project_dir).resolve_job_def(REFRESH_JOB_NAME)
         with reading(paths) as con:
             before = last_load_id(con) if con else 0
-        instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+        instance = DagsterInstance.from_config(str(dagster_home(paths)))
         paths.log_file.parent.mkdir(parents=True, exist_ok=True)
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             result = job.execute_in_process(instance=instance, raise_on_error=False)
@@ -174,6 +174,20 @@ def missing_latest_quarter(con) -> list[str]:
             "and year * 4 + quarter = (select max(year * 4 + quarter) from marts.ips_submissions) order by 1"
         ).fetchall()
     ]
+
+
+def dagster_home(paths: Paths) -> Path:
+    """DAGSTER_HOME, else the folder beside the warehouse; set up with deploy/dagster.yaml on first use, so the
+    runs of the command line show in the Dagster UI (`make dev` uses the same folder)."""
+    import shutil
+
+    from pipelines.warehouse import PROJECT_ROOT
+
+    home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else paths.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    return home
 
 
 def show_files(paths: Paths) -> list[str]:

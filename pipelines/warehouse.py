@@ -56,6 +56,12 @@ class Paths:
         return self.warehouse.with_name(self.warehouse.name + ".lock")
 
     @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance the command line records its runs in (the one `make dev` shows), unless DAGSTER_HOME
+        names another."""
+        return self.warehouse.parent / "dagster_home"
+
+    @property
     def log_file(self) -> Path:
         """Dagster's and dbt's own lines of the last refresh started from the command line."""
         return self.warehouse.parent / "logs" / "last_refresh.log"

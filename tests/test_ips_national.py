@@ -99,12 +99,16 @@ def expected_quarterly():
             "clients_per_fte": _div(c["caseload"], c["fte"]),
             "caseload_growth": _growth(c["caseload"], pv.get("caseload")),
             "paid_work": c["paid_work"],
+            "paid_work_uwv": c["paid_work_uwv"],
+            "education": c["education"],
             "paid_work_rate": _div(c["paid_work"], c["caseload"]),
             "paid_work_uwv_rate": _div(c["paid_work_uwv"], c["caseload"]),
             "education_rate": _div(c["education"], c["caseload"]),
             "uwv_norm_rate": _div(c["paid_work_uwv"], c["paid_work"]),
             "paid_work_growth": _growth(c["paid_work"], pv.get("paid_work")),
             "education_growth": _growth(c["education"], pv.get("education")),
+            "outflow_successful": c["outflow_successful"],
+            "outflow_unsuccessful": c["outflow_unsuccessful"],
             "successful_outflow_rate": _div(c["outflow_successful"], c["caseload"]),
             "unsuccessful_outflow_rate": _div(c["outflow_unsuccessful"], c["caseload"]),
             "successful_outflow_growth": _growth(c["outflow_successful"], pv.get("outflow_successful")),
@@ -157,6 +161,9 @@ def test_quarterly_national_matches_independent_computation(serving):
             _close(row[f"{metric}_p25"], p25, f"{metric}_p25")
             _close(row[f"{metric}_median"], median, f"{metric}_median")
             _close(row[f"{metric}_p75"], p75, f"{metric}_p75")
+        for count in ("caseload", "new_clients", "paid_work", "paid_work_uwv", "education", "outflow_successful"):
+            values = [p[count] for p in programmes if p[count] is not None]
+            _close(row[f"{count}_sum"], sum(values) if values else None, f"{count}_sum")
 
 
 def test_yearly_national_matches_independent_computation(serving):
