@@ -20,7 +20,7 @@ run: setup
 	$(BIN)/care-outcomes refresh
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # ruff (settings in pyproject.toml): lint and formatting, checked by `make test`; `make format` rewrites
 lint: $(STAMP)

@@ -151,6 +151,7 @@ def refresh(
         with reading(paths) as con:
             before = last_load_id(con) if con else 0
         instance = DagsterInstance.from_config(str(dagster_home(paths)))
+        end_dead_runs(instance)
         paths.log_file.parent.mkdir(parents=True, exist_ok=True)
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             result = job.execute_in_process(instance=instance, raise_on_error=False)
@@ -188,6 +189,38 @@ def dagster_home(paths: Paths) -> Path:
     if not (home / "dagster.yaml").exists():
         shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return home
+
+
+def end_dead_runs(instance) -> list[str]:
+    """Mark failed, and free the pool slot of, every refresh run the instance still thinks is running while its
+    process is gone (killed, or the machine went down): else the pool of one keeps every later run waiting."""
+    import re
+
+    from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
+
+    ended = []
+    running = instance.get_runs(
+        RunsFilter(job_name="refresh", statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
+    )
+    for run in running:
+        events = instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        pids = [int(m.group(1)) for e in events if (m := re.search(r"\(pid: (\d+)\)", e.message or ""))]
+        if pids and _alive(pids[-1]):
+            continue
+        instance.report_run_failed(run, "the refresh process ended without finishing (killed?)")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        ended.append(run.run_id)
+    return ended
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def show_files(paths: Paths) -> list[str]:
