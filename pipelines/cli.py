@@ -152,6 +152,7 @@ def refresh(
             before = last_load_id(con) if con else 0
         instance = DagsterInstance.from_config(str(dagster_home(paths)))
         end_dead_runs(instance)
+        prune_runs(instance)
         paths.log_file.parent.mkdir(parents=True, exist_ok=True)
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             result = job.execute_in_process(instance=instance, raise_on_error=False)
@@ -211,6 +212,21 @@ def end_dead_runs(instance) -> list[str]:
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         ended.append(run.run_id)
     return ended
+
+
+RUNS_KEPT = 100  # refresh runs kept in the Dagster instance: three months of nights, then the oldest go
+
+
+def prune_runs(instance, keep: int = RUNS_KEPT) -> int:
+    """Delete the oldest finished refresh runs (with their event logs) beyond ``keep``: the instance must not grow
+    every night. Returns how many were deleted."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    finished = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+    runs = instance.get_runs(RunsFilter(job_name="refresh", statuses=finished))  # newest first
+    for run in runs[keep:]:
+        instance.delete_run(run.run_id)
+    return max(len(runs) - keep, 0)
 
 
 def _alive(pid: int) -> bool:

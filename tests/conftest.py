@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SESSION_START = time.time()
 SAMPLE = ROOT / "data" / "sample"
 # every mart: one dbt model each in dbt/models/marts
 MARTS = sorted(p.stem for p in (ROOT / "dbt" / "models" / "marts").glob("*.sql"))

@@ -20,7 +20,7 @@ from dagster import RunRequest, SkipReason, build_sensor_context
 
 from pipelines.definitions import defs as load_defs
 from pipelines.warehouse import WarehouseResource
-from tests.conftest import MARTS, ROOT, SAMPLE, clean_env, run_refresh
+from tests.conftest import MARTS, ROOT, SAMPLE, SESSION_START, clean_env, run_refresh
 
 defs = load_defs()  # the code location as `dagster dev` loads it
 
@@ -292,3 +292,19 @@ def test_the_cli_and_dagster_runs_share_one_writer_lock(tmp_path):
     # once released, the refresh runs (and takes the lock once, though its run takes it again)
     done = run_refresh(inbox, warehouse, {"CARE_OUTCOMES_PSEUDONYM_KEY": "k" * 64})
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dbt_artefacts_and_dagster_runs_do_not_grow_without_bound(sample_build, tmp_path):
+    from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+
+    from pipelines.cli import prune_runs
+
+    # every dbt build writes its artefacts in a folder of its own that goes with the step
+    assert [d for d in (ROOT / "dbt" / "target").glob("care_outcomes_dbt-*") if d.stat().st_mtime > SESSION_START] == []
+    # the Dagster instance keeps the newest refresh runs only
+    instance = DagsterInstance.ephemeral()
+    for i in range(5):
+        instance.add_run(DagsterRun(job_name="refresh", run_id=f"run-{i}", status=DagsterRunStatus.SUCCESS))
+    instance.add_run(DagsterRun(job_name="refresh", run_id="running", status=DagsterRunStatus.STARTED))
+    assert prune_runs(instance, keep=2) == 3
+    assert {r.run_id for r in instance.get_runs()} == {"run-4", "run-3", "running"}

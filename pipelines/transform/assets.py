@@ -1,5 +1,8 @@
 """The dbt models as Dagster assets: staging -> intermediate -> marts, with dbt tests as asset checks."""
 
+import tempfile
+from pathlib import Path
+
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
@@ -23,22 +26,30 @@ def build_dbt_assets(project: DbtProject, registry: Registry) -> AssetsDefinitio
     )
     def care_outcomes_dbt(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """dbt build of every seed, model and data test, streamed into Dagster events."""
-        invocation = dbt.cli(dbt_build_args(warehouse.paths().work_db), context=context, raise_on_error=False)
-        yield from invocation.stream()
-        if not invocation.is_successful():
-            results = invocation.get_artifact("run_results.json").get("results", [])
-            errors = _failed(results, ("model", "seed"), "error")
-            if not errors:  # the models were built, data tests failed: each is named by its asset check
-                tests = _failed(results, ("test",), "fail") + _failed(results, ("test",), "error")
-                raise DbtBuildFailed(f"dbt tests failed: {', '.join(name for name, _ in tests) or 'see the run log'}")
-            if any(kind in errors[0][1] for kind in ("Compilation Error", "Parsing Error", "Catalog Error")):
-                raise DbtBuildFailed(
-                    f"dbt could not build {errors[0][0]} (a fault in the dbt project): {errors[0][1][:300]}"
-                )
-            with warehouse.connect(read_only=True) as con:
-                raise DbtBuildFailed(_explain(errors, _suspects(con, registry)))
+        # dbt's artefacts and logs of this build live as long as the step: dbt/target must not grow every night
+        with tempfile.TemporaryDirectory(prefix="care-outcomes-dbt-") as target:
+            yield from _build(context, dbt, warehouse, registry, Path(target))
 
     return care_outcomes_dbt
+
+
+def _build(context, dbt: DbtCliResource, warehouse: WarehouseResource, registry: Registry, target: Path):
+    invocation = dbt.cli(
+        dbt_build_args(warehouse.paths().work_db), context=context, raise_on_error=False, target_path=target
+    )
+    yield from invocation.stream()
+    if not invocation.is_successful():
+        results = invocation.get_artifact("run_results.json").get("results", [])
+        errors = _failed(results, ("model", "seed"), "error")
+        if not errors:  # the models were built, data tests failed: each is named by its asset check
+            tests = _failed(results, ("test",), "fail") + _failed(results, ("test",), "error")
+            raise DbtBuildFailed(f"dbt tests failed: {', '.join(name for name, _ in tests) or 'see the run log'}")
+        if any(kind in errors[0][1] for kind in ("Compilation Error", "Parsing Error", "Catalog Error")):
+            raise DbtBuildFailed(
+                f"dbt could not build {errors[0][0]} (a fault in the dbt project): {errors[0][1][:300]}"
+            )
+        with warehouse.connect(read_only=True) as con:
+            raise DbtBuildFailed(_explain(errors, _suspects(con, registry)))
 
 
 def _failed(results: list[dict], kinds: tuple[str, ...], status: str) -> list[tuple[str, str]]:
