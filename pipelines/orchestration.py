@@ -60,7 +60,7 @@ def inbox_snapshot(registry: Registry, warehouse: WarehouseResource) -> dict[str
     for source in registry.sources.values():
         for path in inbox_files(inbox, source):  # exactly the files the ingest will read
             stat = path.stat()
-            snapshot[f"{source.folder}/{path.name}"] = [stat.st_size, stat.st_mtime_ns]
+            snapshot[path.relative_to(inbox).as_posix()] = [stat.st_size, stat.st_mtime_ns]
     return snapshot
 
 

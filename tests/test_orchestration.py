@@ -62,6 +62,10 @@ def test_inbox_sensor_starts_a_refresh_only_for_new_files(tmp_path):
     assert "ips_quarterly/q1.csv" in json.loads(cursor)
     result, cursor = tick(cursor)
     assert isinstance(result, SkipReason), "files seen before start nothing"
+    (inbox / "ips_quarterly" / "2018").mkdir()
+    (inbox / "ips_quarterly" / "2018" / "q1.csv").write_text("program_id\nZ\n")  # same name, in a sub-folder
+    result, cursor = tick(cursor)
+    assert isinstance(result, RunRequest) and "ips_quarterly/2018/q1.csv" in json.loads(cursor)
     (inbox / "ips_quarterly" / "q2.csv").write_text("program_id\nY\n")
     (inbox / "not_a_source").mkdir()
     (inbox / "not_a_source" / "x.csv").write_text("x")
