@@ -127,24 +127,57 @@ def writing(paths: Paths):
             con.close()
 
 
+@dataclass
+class NothingNew:
+    """A night without news: no file arrived or changed, no repair was asked, the dbt project is as it was."""
+
+    paths: Paths
+    since: object  # when the served marts were published
+    waiting: int = 0
+    exit_code: int = 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"inbox:     {self.paths.inbox}",
+            f"quarantine: {self.waiting} file(s) wait for a corrected file or `care-outcomes retry`"
+            if self.waiting
+            else "quarantine: no file waits",
+            f"nothing new since the refresh published at {self.since:%Y-%m-%d %H:%M:%S}; marts unchanged "
+            f"({self.paths.warehouse}; `--force` refreshes anyway)",
+        ]
+
+
 def refresh(
-    paths: Paths, verbose: bool = False, dbt_project_dir: Path | None = None, rebuild: bool = False
-) -> RefreshReport:
-    """Run ingest, dbt build, checks and publish once, as the Dagster job `refresh` in this process."""
+    paths: Paths,
+    verbose: bool = False,
+    dbt_project_dir: Path | None = None,
+    rebuild: bool = False,
+    force: bool = False,
+) -> RefreshReport | NothingNew:
+    """Run ingest, dbt build, checks and publish once, as the Dagster job `refresh` in this process; or nothing,
+    when nothing changed since the last publish (unless ``force``)."""
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_defs
     from pipelines.ingest.load import check_inbox, last_load_id, loads_after, waiting_in_quarantine
     from pipelines.ingest.pseudonymise import require_key_for
     from pipelines.ingest.registry import load_registry
-    from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
+    from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome, inbox_news
+    from pipelines.serving.publish import NEWS_TAG, remove_leftovers
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
     from pipelines.warehouse import prepare_warehouse, writer_lock
 
-    check_inbox(paths.inbox, load_registry(paths.sources_dirs))
+    registry = load_registry(paths.sources_dirs)
+    check_inbox(paths.inbox, registry)
     require_key_for(paths.inbox)
     project_dir = dbt_project_dir or DBT_DIR
     with writer_lock(paths):
+        remove_leftovers(paths)
+        signature, unchanged_since = inbox_news(paths, registry)
+        if unchanged_since is not None and not (force or rebuild or dbt_project_dir):
+            with reading(paths) as con:
+                waiting = len(waiting_in_quarantine(con, paths.inbox))
+            return NothingNew(paths, unchanged_since, waiting)
         moved = prepare_warehouse(paths, rebuild=rebuild)
         ensure_manifest(dbt_project_for(project_dir, prepare=False))
         job = build_defs(paths, project_dir).resolve_job_def(REFRESH_JOB_NAME)
@@ -155,7 +188,7 @@ def refresh(
         prune_runs(instance)
         paths.log_file.parent.mkdir(parents=True, exist_ok=True)
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
-            result = job.execute_in_process(instance=instance, raise_on_error=False)
+            result = job.execute_in_process(instance=instance, raise_on_error=False, tags={NEWS_TAG: signature})
         with reading(paths) as con:
             files = loads_after(con, before) if con else []
             waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
@@ -287,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dbt-project", metavar="DIR", help="build with another copy of the dbt project (developing models)"
     )
+    run.add_argument("--force", action="store_true", help="refresh even when nothing changed since the last publish")
     run.add_argument(
         "--rebuild",
         action="store_true",
@@ -325,10 +359,10 @@ def run(args: argparse.Namespace) -> int:
         with writing(paths) as con:
             chosen = request_retry(con, args.files)
         print(f"retry:     {len(chosen)} quarantined file(s) will be decided again: {', '.join(chosen) or '-'}")
-        report = refresh(paths, args.verbose)
+        report = refresh(paths, args.verbose)  # the retry request is news
     else:
         dbt_project = Path(args.dbt_project).resolve() if args.dbt_project else None
-        report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild)
+        report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild, force=args.force)
     print("\n".join(report.lines()))
     return report.exit_code
 

@@ -10,7 +10,7 @@ from dagster_dbt import DbtCliResource
 
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.registry import load_registry
-from pipelines.orchestration import build_inbox_sensor, nightly_refresh, refresh_job
+from pipelines.orchestration import build_inbox_sensor, build_nightly_schedule, refresh_job
 from pipelines.quality.checks import gx_checks
 from pipelines.serving.assets import build_serving_asset
 from pipelines.transform.assets import build_dbt_assets, mart_keys
@@ -28,7 +28,7 @@ def build_defs(paths: Paths, dbt_project_dir: Path = DBT_DIR) -> Definitions:
         assets=[*ingest_assets(registry), dbt_models, build_serving_asset(mart_keys(dbt_models))],
         asset_checks=gx_checks(),
         jobs=[refresh_job],
-        schedules=[nightly_refresh],
+        schedules=[build_nightly_schedule(registry)],
         sensors=[build_inbox_sensor(registry)],
         resources={
             "warehouse": WarehouseResource.for_paths(paths),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -15,19 +17,23 @@ from dagster import (
     ExecuteInProcessResult,
     RunRequest,
     ScheduleDefinition,
+    ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     define_asset_job,
     in_process_executor,
+    schedule,
     sensor,
 )
 
 from pipelines.ingest.load import FileLoad, inbox_files
-from pipelines.ingest.registry import Registry
+from pipelines.ingest.registry import CONTRACTS_DIR, Registry
 from pipelines.quality.checks import severity_of
 from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
-from pipelines.warehouse import WarehouseResource, storage_fault
+from pipelines.serving.publish import NEWS_TAG
+from pipelines.transform.project import DBT_DIR
+from pipelines.warehouse import Paths, WarehouseResource, has_table, storage_fault
 
 REFRESH_JOB_NAME = "refresh"
 WRITER_TAG = "care_outcomes/warehouse"
@@ -43,14 +49,63 @@ refresh_job = define_asset_job(
     tags={WRITER_TAG: "writer"},
 )
 
-nightly_refresh = ScheduleDefinition(
-    name="nightly_refresh",
-    job=refresh_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="Europe/Amsterdam",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="The nightly refresh, so the marts are fresh when BI tools read them in the morning.",
-)
+
+def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | None]:
+    """(signature of what a refresh would be built from now, when the last publish was built from the same).
+
+    The signature covers every inbox file of the registry's sources (path, size, modification time), the
+    repairs asked for (retries, retractions), the dbt project's files and the registry's YAML files. The
+    second value is None when anything differs or nothing was published yet: then there is news."""
+    digest = hashlib.sha256()
+    for source in sorted(registry.sources.values(), key=lambda s: s.name):
+        for path in inbox_files(paths.inbox, source):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(paths.inbox).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    yamls = [Path(s.path) for s in registry.sources.values() if s.path] + sorted(CONTRACTS_DIR.glob("*.yaml"))
+    project = [p for p in DBT_DIR.rglob("*") if p.is_file() and not {"target", "logs"} & set(p.parts)]
+    for path in sorted(yamls + project):
+        digest.update(f"{path}|{path.stat().st_mtime_ns}|{path.stat().st_size}\n".encode())
+    repairs, last = (0, 0), None
+    if paths.work_db.exists():
+        con = duckdb.connect(str(paths.work_db), read_only=True)
+        try:
+            if has_table(con, "audit", "file_retractions"):
+                repairs = con.execute(
+                    "select (select count(*) from audit.file_retries), (select count(*) from audit.file_retractions)"
+                ).fetchall()[0]
+            if has_table(con, "audit", "publishes"):
+                last = con.execute(
+                    "select published_at, news_signature from audit.publishes order by published_at desc limit 1"
+                ).fetchall()
+        finally:
+            con.close()
+    digest.update(repr(tuple(repairs)).encode())
+    signature = digest.hexdigest()
+    unchanged = bool(last) and last[0][1] == signature and paths.warehouse.exists()
+    return signature, (last[0][0] if unchanged else None)
+
+
+def build_nightly_schedule(registry: Registry) -> ScheduleDefinition:
+    """Every night at 02:00 Amsterdam time, unless nothing changed since the last publish."""
+
+    @schedule(
+        name="nightly_refresh",
+        job=refresh_job,
+        cron_schedule="0 2 * * *",
+        execution_timezone="Europe/Amsterdam",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="The nightly refresh, so the marts are fresh when BI tools read them in the morning; "
+        "skipped when nothing changed since the last publish.",
+    )
+    def nightly_refresh(context: ScheduleEvaluationContext, warehouse: WarehouseResource):
+        signature, unchanged_since = inbox_news(warehouse.paths(), registry)
+        if unchanged_since is not None:
+            return SkipReason(
+                f"nothing new since the refresh published at {unchanged_since:%Y-%m-%d %H:%M}; marts unchanged"
+            )
+        return RunRequest(tags={NEWS_TAG: signature})
+
+    return nightly_refresh
 
 
 def inbox_snapshot(registry: Registry, warehouse: WarehouseResource) -> dict[str, list[int]]:
@@ -88,8 +143,10 @@ def build_inbox_sensor(registry: Registry) -> SensorDefinition:
         if not arrived:
             return SkipReason("no new files in the inbox")
         signature = json.dumps({n: snapshot[n] for n in arrived}, sort_keys=True).encode()
+        news, _ = inbox_news(warehouse.paths(), registry)
         return RunRequest(
-            run_key=hashlib.sha256(signature).hexdigest()[:16], tags={"care_outcomes/new_files": str(len(arrived))}
+            run_key=hashlib.sha256(signature).hexdigest()[:16],
+            tags={"care_outcomes/new_files": str(len(arrived)), NEWS_TAG: news},
         )
 
     return inbox_sensor

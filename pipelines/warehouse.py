@@ -139,6 +139,13 @@ create table if not exists audit.resubmissions (
     earlier_file_name  varchar not null,
     repeated_keys      bigint not null
 );
+-- every publish and what it was built from (inbox files, repairs, dbt project, registry: one signature); a night
+-- whose signature equals the last publish's has nothing new
+create table if not exists audit.publishes (
+    run_id          varchar not null,
+    published_at    timestamp not null,
+    news_signature  varchar
+);
 -- the inbox this warehouse was built from: a refresh from another inbox needs --rebuild
 create table if not exists audit.warehouse (
     inbox       varchar not null,

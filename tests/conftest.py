@@ -26,12 +26,12 @@ def clean_env(**settings: str) -> dict[str, str]:
 
 
 def run_refresh(
-    inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300
+    inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300, args: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
-    """`care-outcomes refresh` in a child process, as a user runs it."""
+    """`care-outcomes refresh [ARGS]` in a child process, as a user runs it."""
     full_env = clean_env(**(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(inbox), "--warehouse", str(warehouse)],
+        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(inbox), "--warehouse", str(warehouse), *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -115,7 +115,7 @@ READER = textwrap.dedent("""
 
 
 def read_during_refresh(
-    inbox: Path, warehouse: Path, stop: Path, env: dict | None = None
+    inbox: Path, warehouse: Path, stop: Path, env: dict | None = None, args: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess, dict]:
     """Refresh `warehouse` from `inbox` while a second process reads it as a BI tool would."""
     reader = subprocess.Popen(
@@ -123,7 +123,7 @@ def read_during_refresh(
     )
     try:
         time.sleep(1)
-        done = run_refresh(inbox, warehouse, env)
+        done = run_refresh(inbox, warehouse, env, args=args)
     finally:
         stop.touch()
         out, _ = reader.communicate(timeout=120)
@@ -138,7 +138,8 @@ def test_refresh_twice_is_idempotent_and_a_bi_reader_is_never_blocked(sample_war
     con = duckdb.connect(str(warehouse), read_only=True)
     loads_before = con.execute("select * from audit.file_loads order by load_id").fetchall()
     con.close()
-    done, seen = read_during_refresh(SAMPLE, warehouse, tmp_path / "stop")
+    # nothing is new, so only --force refreshes: the marts come out identical
+    done, seen = read_during_refresh(SAMPLE, warehouse, tmp_path / "stop", args=("--force",))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "files:     0 loaded (0 rows), 0 quarantined, 0 duplicate" in done.stdout
     assert seen["errors"] == [] and len(seen["fresh"]) > 5, seen
@@ -220,7 +221,17 @@ def test_killed_refreshes_leave_the_served_file_intact_and_the_next_one_succeeds
     # 1. killed in the middle of dbt
     log = served / "logs" / "last_refresh.log"
     refresh = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(SAMPLE), "--warehouse", str(warehouse)],
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "refresh",
+            "--inbox",
+            str(SAMPLE),
+            "--warehouse",
+            str(warehouse),
+            "--force",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -243,9 +254,9 @@ def test_killed_refreshes_leave_the_served_file_intact_and_the_next_one_succeeds
     assert list(served.glob(f".{warehouse.name}.*.tmp")), "the half-published file was left behind"
     assert digest(warehouse) == original and marts_of(warehouse) == marts
 
-    # 3. the next refresh succeeds, serves the same marts and clears the leftovers
+    # 3. the next refresh succeeds (nothing is new: it says so), serves the same marts and clears the leftovers
     done = run_refresh(SAMPLE, warehouse)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0 and "nothing new since" in done.stdout, done.stdout + done.stderr
     assert marts_of(warehouse) == marts
     assert not list(served.glob(f".{warehouse.name}.*.tmp*"))
 
@@ -312,3 +323,41 @@ def test_dbt_artefacts_and_dagster_runs_do_not_grow_without_bound(sample_build, 
     instance.add_run(DagsterRun(job_name="refresh", run_id="running", status=DagsterRunStatus.STARTED))
     assert prune_runs(instance, keep=2) == 3
     assert {r.run_id for r in instance.get_runs()} == {"run-4", "run-3", "running"}
+
+
+def test_a_night_without_news_starts_no_run_and_says_so(sample_warehouse, tmp_path):
+    served = tmp_path / "wh"
+    shutil.copytree(sample_warehouse.parent, served, ignore=shutil.ignore_patterns("*.lock", "logs"))
+    warehouse = served / sample_warehouse.name
+    original = digest(warehouse)
+    home = served / "dagster_home"
+    quiet = run_refresh(SAMPLE, warehouse)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "nothing new since the refresh published at" in quiet.stdout and "marts unchanged" in quiet.stdout
+    assert digest(warehouse) == original, "the served file is not touched"
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.from_config(str(home))
+    assert len(instance.get_runs()) == 1, "no Dagster run was started"
+    instance.dispose()
+
+    # the schedule skips with a reason the UI shows, and starts a run once a file changed
+    from dagster import build_schedule_context
+
+    from pipelines.serving.publish import NEWS_TAG
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(SAMPLE, inbox)
+    con = duckdb.connect(str(warehouse.with_name(warehouse.stem + ".work.duckdb")))
+    con.execute("update audit.warehouse set inbox = ?", [str(inbox)])
+    con.close()
+    resource = WarehouseResource(inbox=str(inbox), warehouse=str(warehouse))
+    schedule = defs.resolve_schedule_def("nightly_refresh")
+    # the copy keeps the files' names, sizes and modification times: still nothing new
+    with build_schedule_context(resources={"warehouse": resource}) as context:
+        skipped = schedule.evaluate_tick(context)
+    assert not skipped.run_requests and "nothing new since the refresh published at" in skipped.skip_message
+    os.utime(inbox / "ips_quarterly" / "ggnet_2017.csv")  # a file sent again
+    with build_schedule_context(resources={"warehouse": resource}) as context:
+        (run_request,) = schedule.evaluate_tick(context).run_requests
+    assert run_request.tags[NEWS_TAG]

@@ -6,7 +6,7 @@ import json
 from dagster import AssetExecutionContext, AssetKey, DagsterEventType, MaterializeResult, MetadataValue, asset
 
 from pipelines.quality.checks import severity_of
-from pipelines.serving.publish import publish, record_check_results
+from pipelines.serving.publish import NEWS_TAG, publish, record_check_results, record_publish
 from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 SERVING_KEY = AssetKey(["serving", "care_outcomes"])
@@ -59,6 +59,7 @@ def build_serving_asset(marts: list[AssetKey]):
         with warehouse.connect() as con:
             record_check_results(con, context.run_id, rows)
             counts = publish(con, paths, context.run_id)
+            record_publish(con, context.run_id, context.run.tags.get(NEWS_TAG))
         return MaterializeResult(
             metadata={
                 "path": MetadataValue.path(str(paths.warehouse)),

@@ -32,6 +32,16 @@ def record_check_results(con: duckdb.DuckDBPyConnection, run_id: str, rows: list
         )
 
 
+# the tag of a run that carries the signature of what it was started for (pipelines.orchestration.inbox_news)
+NEWS_TAG = "care_outcomes/news_signature"
+
+
+def record_publish(con: duckdb.DuckDBPyConnection, run_id: str, signature: str | None) -> None:
+    """After the serving file was replaced: what this publish was built from (NULL: unknown, so the next night runs)."""
+    ensure_audit(con)
+    con.execute("insert into audit.publishes values (?, current_localtimestamp(), ?)", [run_id, signature])
+
+
 def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [
         r[0]
@@ -46,7 +56,7 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
     """Write the marts, the audit tables and this run's audit.check_results to the serving file. Returns rows per
     mart."""
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(paths)
+    remove_leftovers(paths)
     tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
     ensure_audit(con)
     tables = mart_tables(con)
@@ -86,7 +96,7 @@ def _copy_comments(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"comment on column serving.marts.{q(table)}.{q(column)} is {lit(' '.join(comment.split()))}")
 
 
-def _remove_leftovers(paths: Paths) -> None:
+def remove_leftovers(paths: Paths) -> None:
     """Temporary files of a publish that was killed half-way; only one writer runs at a time, so they are stale."""
     patterns = [
         (paths.warehouse.parent, f".{paths.warehouse.name}.*.tmp*"),
