@@ -67,7 +67,10 @@ def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | Non
         digest.update(f"{path}|{path.stat().st_mtime_ns}|{path.stat().st_size}\n".encode())
     repairs, last = (0, 0), None
     if paths.work_db.exists():
-        con = duckdb.connect(str(paths.work_db), read_only=True)
+        try:
+            con = duckdb.connect(str(paths.work_db), read_only=True)
+        except duckdb.Error:  # damaged or busy: a refresh decides (and names the fault)
+            return digest.hexdigest(), None
         try:
             if has_table(con, "audit", "file_retractions"):
                 repairs = con.execute(
