@@ -25,13 +25,28 @@ def clean_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def refresh_command(inbox: Path, warehouse: Path, *args: str) -> list[str]:
+    """The command line of `care-outcomes refresh --inbox INBOX --warehouse WAREHOUSE [ARGS]`."""
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "refresh",
+        "--inbox",
+        str(inbox),
+        "--warehouse",
+        str(warehouse),
+        *args,
+    ]
+
+
 def run_refresh(
     inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300, args: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
     """`care-outcomes refresh [ARGS]` in a child process, as a user runs it."""
     full_env = clean_env(**(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "refresh", "--inbox", str(inbox), "--warehouse", str(warehouse), *args],
+        refresh_command(inbox, warehouse, *args),
         capture_output=True,
         text=True,
         env=full_env,

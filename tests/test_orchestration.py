@@ -20,7 +20,7 @@ from dagster import RunRequest, SkipReason, build_sensor_context
 
 from pipelines.definitions import defs as load_defs
 from pipelines.warehouse import WarehouseResource
-from tests.conftest import MARTS, ROOT, SAMPLE, SESSION_START, clean_env, run_refresh
+from tests.conftest import MARTS, ROOT, SAMPLE, SESSION_START, clean_env, refresh_command, run_refresh
 
 defs = load_defs()  # the code location as `dagster dev` loads it
 
@@ -221,17 +221,7 @@ def test_killed_refreshes_leave_the_served_file_intact_and_the_next_one_succeeds
     # 1. killed in the middle of dbt
     log = served / "logs" / "last_refresh.log"
     refresh = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "refresh",
-            "--inbox",
-            str(SAMPLE),
-            "--warehouse",
-            str(warehouse),
-            "--force",
-        ],
+        refresh_command(SAMPLE, warehouse, "--force"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

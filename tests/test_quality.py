@@ -11,7 +11,7 @@ import pytest
 from data_quality.runner import run_suite
 from data_quality.suites import ALL_SUITES
 from pipelines.transform.project import DBT_DIR
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, run_refresh
 
 SUITES = {s.name: s for s in ALL_SUITES}
 
@@ -166,26 +166,4 @@ def test_failed_blocking_check_stops_the_publish_and_keeps_the_served_marts(samp
 
 
 def subprocess_refresh(warehouse, dbt_dir):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "refresh",
-            "--inbox",
-            str(SAMPLE),
-            "--warehouse",
-            str(warehouse),
-            "--dbt-project",
-            str(dbt_dir),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    return run_refresh(SAMPLE, warehouse, args=("--dbt-project", str(dbt_dir)))
