@@ -1,6 +1,6 @@
 """`care-outcomes`: the refresh (the Dagster job run in this process) and the commands a person repairs with.
 
-    care-outcomes refresh [--inbox DIR] [--warehouse FILE] [--rebuild] [-v]
+    care-outcomes refresh [--inbox DIR] [--warehouse FILE] [--force] [--rebuild] [-v]
     care-outcomes files   [--warehouse FILE] [--inbox DIR]
     care-outcomes retry   [FILE ...] [--inbox DIR] [--warehouse FILE]
     care-outcomes retract FILE [--warehouse FILE]
@@ -49,12 +49,7 @@ class RefreshReport:
         )
         out += [f"  quarantined: {f.error}" for f in by_status["quarantined"]]
         out += [f"  duplicate: {f.file_name}: {f.error}" for f in by_status["duplicate"]]
-        out.append(
-            f"quarantine: {self.waiting} file(s) wait for a corrected file or `care-outcomes retry` "
-            "(`care-outcomes files` lists them)"
-            if self.waiting
-            else "quarantine: no file waits"
-        )
+        out.append(quarantine_line(self.waiting))
         if self.outcome.rows_per_mart:
             out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.outcome.rows_per_mart.items()))
         if self.missing_latest:
@@ -77,6 +72,16 @@ class RefreshReport:
         if self.outcome.published:
             return 0
         return 2 if self.outcome.fault else 1
+
+
+def quarantine_line(waiting: int) -> str:
+    """The summary line on quarantined files still in the inbox."""
+    if not waiting:
+        return "quarantine: no file waits"
+    return (
+        f"quarantine: {waiting} file(s) wait for a corrected file or `care-outcomes retry` "
+        "(`care-outcomes files` lists them)"
+    )
 
 
 @contextmanager
@@ -139,9 +144,7 @@ class NothingNew:
     def lines(self) -> list[str]:
         return [
             f"inbox:     {self.paths.inbox}",
-            f"quarantine: {self.waiting} file(s) wait for a corrected file or `care-outcomes retry`"
-            if self.waiting
-            else "quarantine: no file waits",
+            quarantine_line(self.waiting),
             f"nothing new since the refresh published at {self.since:%Y-%m-%d %H:%M:%S}; marts unchanged "
             f"({self.paths.warehouse}; `--force` refreshes anyway)",
         ]

@@ -32,7 +32,7 @@ from pipelines.ingest.registry import CONTRACTS_DIR, Registry
 from pipelines.quality.checks import severity_of
 from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
 from pipelines.serving.publish import NEWS_TAG
-from pipelines.transform.project import DBT_DIR
+from pipelines.transform.project import project_files
 from pipelines.warehouse import Paths, WarehouseResource, has_table, storage_fault
 
 REFRESH_JOB_NAME = "refresh"
@@ -56,14 +56,9 @@ def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | Non
     The signature covers every inbox file of the registry's sources (path, size, modification time), the
     repairs asked for (retries, retractions), the dbt project's files and the registry's YAML files. The
     second value is None when anything differs or nothing was published yet: then there is news."""
-    digest = hashlib.sha256()
-    for source in sorted(registry.sources.values(), key=lambda s: s.name):
-        for path in inbox_files(paths.inbox, source):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(paths.inbox).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    digest = hashlib.sha256(json.dumps(inbox_snapshot(registry, paths.inbox), sort_keys=True).encode())
     yamls = [Path(s.path) for s in registry.sources.values() if s.path] + sorted(CONTRACTS_DIR.glob("*.yaml"))
-    project = [p for p in DBT_DIR.rglob("*") if p.is_file() and not {"target", "logs"} & set(p.parts)]
-    for path in sorted(yamls + project):
+    for path in sorted(yamls + project_files()):
         digest.update(f"{path}|{path.stat().st_mtime_ns}|{path.stat().st_size}\n".encode())
     repairs, last = (0, 0), None
     if paths.work_db.exists():
@@ -111,9 +106,8 @@ def build_nightly_schedule(registry: Registry) -> ScheduleDefinition:
     return nightly_refresh
 
 
-def inbox_snapshot(registry: Registry, warehouse: WarehouseResource) -> dict[str, list[int]]:
+def inbox_snapshot(registry: Registry, inbox: Path) -> dict[str, list[int]]:
     """Every file of every source folder: inbox path -> [size, mtime in ns]. Cheap: no file is read."""
-    inbox = warehouse.paths().inbox
     snapshot = {}
     for source in registry.sources.values():
         for path in inbox_files(inbox, source):  # exactly the files the ingest will read
@@ -140,7 +134,7 @@ def build_inbox_sensor(registry: Registry) -> SensorDefinition:
         "its cursor remembers every file seen with its size and modification time.",
     )
     def inbox_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
-        snapshot = inbox_snapshot(registry, warehouse)
+        snapshot = inbox_snapshot(registry, warehouse.paths().inbox)
         arrived = new_files(snapshot, context.cursor)
         context.update_cursor(json.dumps(snapshot, sort_keys=True))
         if not arrived:

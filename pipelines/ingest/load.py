@@ -306,17 +306,14 @@ def file_states(con: duckdb.DuckDBPyConnection) -> list[FileState]:
     """Every file name ever decided, with its latest decision; a retracted load shows as retracted."""
     if not has_table(con, "audit", "file_loads"):
         return []
-    tables = {
-        t for (t,) in con.execute("select table_name from duckdb_tables() where schema_name = 'audit'").fetchall()
-    }
     retracted = (
         "exists (select 1 from audit.file_retractions r where r.load_id = f.load_id)"
-        if "file_retractions" in tables
+        if has_table(con, "audit", "file_retractions")
         else "false"
     )
     retry = (
         "exists (select 1 from audit.file_retries r where r.file_name = f.file_name and r.after_load_id >= f.load_id)"
-        if "file_retries" in tables
+        if has_table(con, "audit", "file_retries")
         else "false"
     )
     rows = con.execute(

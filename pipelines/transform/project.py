@@ -62,13 +62,17 @@ def dbt_project_for(project_dir: Path = DBT_DIR, prepare: bool = True) -> DbtPro
     return project
 
 
+def project_files(project_dir: Path = DBT_DIR) -> list[Path]:
+    """Every file of the dbt project itself: models, macros, seeds, tests, settings (not dbt's output)."""
+    return sorted(p for p in Path(project_dir).rglob("*") if p.is_file() and not {"target", "logs"} & set(p.parts))
+
+
 def manifest_is_stale(project: DbtProject) -> bool:
     manifest = project.manifest_path
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    files = [p for p in Path(project.project_dir).rglob("*") if p.is_file() and not {"target", "logs"} & set(p.parts)]
-    return any(p.stat().st_mtime > built for p in files)
+    return any(p.stat().st_mtime > built for p in project_files(Path(project.project_dir)))
 
 
 def ensure_manifest(project: DbtProject | None = None) -> None:
