@@ -61,6 +61,13 @@ class RefreshReport:
         out.append(f"run log:   {self.paths.log_file}")
         if self.outcome.published:
             out.append(f"published: {self.paths.warehouse} (Parquet: {self.paths.parquet_dir})")
+            if self.outcome.reports:
+                out.append(self.outcome.reports)
+            elif self.outcome.step_failure:
+                out.append(
+                    f"reports:   not made: {self.outcome.step_failure}; the reports of the night before stay "
+                    f"({self.paths.reports_dir})"
+                )
         else:
             out.append(
                 f"refresh failed: {self.outcome.failure}; the served marts stay as they were ({self.paths.warehouse})"
@@ -70,7 +77,7 @@ class RefreshReport:
     @property
     def exit_code(self) -> int:
         if self.outcome.published:
-            return 0
+            return 0 if self.outcome.step_failure is None else 1  # published, but the reports were not made
         return 2 if self.outcome.fault else 1
 
 

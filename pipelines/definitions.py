@@ -1,6 +1,6 @@
 """The Dagster code location: `pipelines.definitions:defs`, one package per stage of the data's path.
 
-inbox -> ingest (raw) -> transform (dbt staging, intermediate, marts) -> quality (GX suites) -> serving.
+inbox -> ingest (raw) -> transform (dbt staging, intermediate, marts) -> quality (GX suites) -> serving -> reporting.
 """
 
 from pathlib import Path
@@ -12,26 +12,29 @@ from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.registry import load_registry
 from pipelines.orchestration import build_inbox_sensor, build_nightly_schedule, refresh_job
 from pipelines.quality.checks import gx_checks
+from pipelines.reporting.assets import ReportsResource, feedback_reports
 from pipelines.serving.assets import build_serving_asset
 from pipelines.transform.assets import build_dbt_assets, mart_keys
 from pipelines.transform.project import DBT_DIR, dbt_executable, dbt_project_for
 from pipelines.warehouse import Paths, WarehouseResource, resolve_paths
 
 
-def build_defs(paths: Paths, dbt_project_dir: Path = DBT_DIR) -> Definitions:
+def build_defs(paths: Paths, dbt_project_dir: Path = DBT_DIR, reports: ReportsResource | None = None) -> Definitions:
     """Everything of the code location for one inbox and warehouse; another dbt project directory serves model
-    development. Raises RegistryError when a source YAML is broken."""
+    development; ``reports``: the report settings (default: from the environment). Raises RegistryError when a
+    source YAML is broken."""
     registry = load_registry(paths.sources_dirs)
     project = dbt_project_for(dbt_project_dir)
     dbt_models = build_dbt_assets(project, registry)
     return Definitions(
-        assets=[*ingest_assets(registry), dbt_models, build_serving_asset(mart_keys(dbt_models))],
+        assets=[*ingest_assets(registry), dbt_models, build_serving_asset(mart_keys(dbt_models)), feedback_reports],
         asset_checks=gx_checks(),
         jobs=[refresh_job],
         schedules=[build_nightly_schedule(registry)],
         sensors=[build_inbox_sensor(registry)],
         resources={
             "warehouse": WarehouseResource.for_paths(paths),
+            "reports": reports or ReportsResource.from_environment(),
             "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
         },
     )

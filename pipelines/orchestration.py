@@ -30,6 +30,7 @@ from dagster import (
 from pipelines.ingest.load import FileLoad, inbox_files
 from pipelines.ingest.registry import CONTRACTS_DIR, Registry
 from pipelines.quality.checks import severity_of
+from pipelines.reporting.assets import IPS_REPORTS_KEY, REPORTS_LINE
 from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
 from pipelines.serving.publish import NEWS_TAG
 from pipelines.transform.project import project_files
@@ -42,7 +43,7 @@ refresh_job = define_asset_job(
     name=REFRESH_JOB_NAME,
     selection=AssetSelection.all() - AssetSelection.groups("inbox"),
     description="One full refresh: ingest the inbox, dbt build (models + data tests), quality checks, "
-    "publish the serving file.",
+    "publish the serving file, make the feedback reports.",
     # DuckDB allows one writing process: the steps of a run go one after another, in one process
     executor_def=in_process_executor,
     # at most one refresh run at a time: deploy/dagster.yaml limits runs with this tag to 1
@@ -175,6 +176,7 @@ class RunOutcome:
     files: list[FileLoad] = field(default_factory=list)
     checks: list[CheckOutcome] = field(default_factory=list)
     rows_per_mart: dict[str, int] | None = None  # None: nothing was published
+    reports: str | None = None  # the summary line of the reports made after the publish
     step_failure: str | None = None
     fault: str | None = None  # an operational fault (disk, folder, database) rather than the data
 
@@ -203,10 +205,13 @@ class RunOutcome:
     def of(cls, result: ExecuteInProcessResult, files: list[FileLoad], warehouse: Path) -> RunOutcome:
         checks = [_check_outcome(e) for e in result.get_asset_check_evaluations()]
         served = [m for m in result.get_asset_materialization_events() if m.asset_key == SERVING_KEY]
-        rows = served[0].materialization.metadata[ROWS_PER_MART].value if result.success and served else None
+        # published: the serving asset was materialized (the reports after it may still have failed)
+        rows = served[0].materialization.metadata[ROWS_PER_MART].value if served else None
+        made = [m for m in result.get_asset_materialization_events() if m.asset_key == IPS_REPORTS_KEY]
+        reports = made[0].materialization.metadata[REPORTS_LINE].value if made else None
         failure = _first_failure(result)
         if failure is None:
-            return cls(files=files, checks=checks, rows_per_mart=rows)
+            return cls(files=files, checks=checks, rows_per_mart=rows, reports=reports)
         where, cls_name, message = failure
         fault = storage_fault(RuntimeError(message), warehouse.parent)
         if fault is not None:
@@ -216,6 +221,7 @@ class RunOutcome:
             files=files,
             checks=checks,
             rows_per_mart=rows,
+            reports=reports,
             step_failure=f"{where}: {message}",
             fault=f"{where}: {message}" if is_fault else None,
         )

@@ -51,6 +51,11 @@ class Paths:
         return self.warehouse.parent / "parquet"
 
     @property
+    def reports_dir(self) -> Path:
+        """The feedback reports (HTML and PDF), replaced together after each publish."""
+        return self.warehouse.parent / "reports"
+
+    @property
     def lock_file(self) -> Path:
         """Held by the one refresh that writes this warehouse."""
         return self.warehouse.with_name(self.warehouse.name + ".lock")

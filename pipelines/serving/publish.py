@@ -52,19 +52,34 @@ def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
+def reference_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The dbt seeds (labels, formats, benchmarks, bands): BI tools and the reports read them beside the marts."""
+    return [
+        r[0]
+        for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'reference' "
+            "and table_catalog = current_database() order by table_name"
+        ).fetchall()
+    ]
+
+
 def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[str, int]:
-    """Write the marts, the audit tables and this run's audit.check_results to the serving file. Returns rows per
-    mart."""
+    """Write the marts, the reference seeds, the audit tables and this run's audit.check_results to the serving
+    file. Returns rows per mart."""
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(paths)
     tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
     ensure_audit(con)
     tables = mart_tables(con)
+    references = reference_tables(con)
     counts: dict[str, int] = {}
     con.execute(f"attach {lit(str(tmp))} as serving (storage_version {lit(SERVING_STORAGE_VERSION)})")
     try:
         con.execute("create schema serving.marts")
         con.execute("create schema serving.audit")
+        con.execute("create schema serving.reference")
+        for table in references:
+            con.execute(f"create table serving.reference.{q(table)} as select * from reference.{q(table)}")
         for table in tables:
             con.execute(f"create table serving.marts.{q(table)} as select * from marts.{q(table)}")
             counts[table] = con.execute(f"select count(*) from serving.marts.{q(table)}").fetchall()[0][0]

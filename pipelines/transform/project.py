@@ -87,3 +87,11 @@ def ensure_manifest(project: DbtProject | None = None) -> None:
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         error = next((i for i, line in enumerate(lines) if "Error" in line), max(len(lines) - 3, 0))
         raise DbtParseError("dbt parse failed: " + " ".join(" ".join(lines[error : error + 4]).split()))
+
+
+def dbt_var(name: str, project_dir: Path = DBT_DIR):
+    """A var of dbt_project.yml (the reports apply min_programs_national as the marts do)."""
+    import yaml
+
+    config = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    return config["vars"][name]

@@ -1,0 +1,143 @@
+"""Every night's reports: one per programme, one per provider, an index, each with a PDF where Chromium is there.
+
+They are written into a new folder and published by turning the ``reports`` link to it (``os.replace`` of a
+symbolic link), so a reader sees last night's set or tonight's, never a mix; the set before stays beside it for a
+reader still holding its files, older ones are removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
+from pipelines.reporting.common import Privacy, file_names, published_at, render, serving, slug
+from pipelines.reporting.ips import IpsReport, latest_years, programs
+from pipelines.reporting.outflow import OutflowReport, providers
+
+log = logging.getLogger(__name__)
+SETS_DIR = ".reports"  # beside the link: the published set and the one before
+
+
+@dataclass
+class ReportSet:
+    directory: Path
+    ips: dict[str, Path] = field(default_factory=dict)  # program_id -> HTML
+    outflow: dict[str, Path] = field(default_factory=dict)  # provider -> HTML
+    pdfs: list[Path] = field(default_factory=list)
+    pdf_problem: str | None = None  # why there are no PDFs
+    failed: list[str] = field(default_factory=list)  # reports that could not be made, with the reason
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """The refresh summary's line."""
+        made = f"{len(self.ips)} IPS, {len(self.outflow)} outflow in {self.directory}/index.html"
+        pdf = f"PDF {len(self.pdfs)}" if self.pdf_problem is None else f"no PDF: {self.pdf_problem}"
+        failed = f"; not made: {'; '.join(self.failed)}" if self.failed else ""
+        return f"reports:   {made} ({pdf}){failed}"
+
+
+def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_setting: str = "") -> ReportSet:
+    """Render every report of the serving file into a new set and publish it as ``target``. ``chromium_setting``:
+    '' finds Chromium on PATH, 'off' makes no PDF, else the executable (see chromium.find_chromium)."""
+    started = time.monotonic()
+    sets = target.parent / SETS_DIR
+    sets.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    folder = sets / f"{stamp}-{os.getpid()}"
+    (folder / "ips").mkdir(parents=True)
+    (folder / "outflow").mkdir()
+    result = ReportSet(directory=target)
+    index_programs, index_providers = [], []
+    with serving(serving_file) as con:
+        for p in programs(con):
+            name = p["program_id"]
+            path = folder / "ips" / f"{program_file_name(name)}.html"
+            try:
+                path.write_text(IpsReport(con, name, None, privacy).html(), encoding="utf-8")
+            except Exception as exc:  # one report's fault must not cost the others theirs
+                log.exception("IPS report of %s", name)
+                result.failed.append(f"IPS {name}: {exc}")
+                continue
+            result.ips[name] = path
+            years = latest_years(con, name)
+            index_programs.append({**p, "years": " en ".join(map(str, years)), "html": f"ips/{path.name}"})
+        names = file_names([p["provider"] for p in providers(con)])
+        for p in providers(con):
+            path = folder / "outflow" / f"{names[p['provider']]}.html"
+            try:
+                path.write_text(OutflowReport(con, p["provider"], None, privacy).html(), encoding="utf-8")
+            except Exception as exc:
+                log.exception("outflow report of %s", p["provider"])
+                result.failed.append(f"outflow {p['provider']}: {exc}")
+                continue
+            result.outflow[p["provider"]] = path
+            index_providers.append({**p, "html": f"outflow/{path.name}"})
+        when = published_at(con)
+    chromium, result.pdf_problem = chromium_or_reason(chromium_setting)
+    if chromium is not None:
+        try:
+            result.pdfs = print_pdfs(chromium, [*result.ips.values(), *result.outflow.values()])
+        except ChromiumUnavailable as exc:
+            result.pdf_problem = str(exc)
+    for entry in index_programs + index_providers:
+        pdf = folder / Path(entry["html"]).with_suffix(".pdf")
+        entry["pdf"] = pdf.relative_to(folder).as_posix() if pdf.exists() else None
+    (folder / "index.html").write_text(
+        render("index.html.j2", programs=index_programs, providers=index_providers, published=when,
+               pdf_note=f"Geen PDF's: {result.pdf_problem}." if result.pdf_problem else None),
+        encoding="utf-8",
+    )  # fmt: skip
+    publish_set(folder, target)
+    # the paths as a reader opens them: through the link
+    result.ips = {k: target / v.relative_to(folder) for k, v in result.ips.items()}
+    result.outflow = {k: target / v.relative_to(folder) for k, v in result.outflow.items()}
+    result.pdfs = [target / p.relative_to(folder) for p in result.pdfs]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def program_file_name(program_id: str) -> str:
+    """The programme code as it is ('GGNET'), unless it holds characters a file name should not."""
+    return program_id if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", program_id) else slug(program_id)
+
+
+def print_pdfs(chromium: str, pages: list[Path]) -> list[Path]:
+    """A PDF beside each HTML, in one browser."""
+    done = []
+    if not pages:
+        return done
+    with Chromium(chromium) as browser:
+        for page in pages:
+            pdf = page.with_suffix(".pdf")
+            browser.pdf(page, pdf)
+            done.append(pdf)
+    return done
+
+
+def publish_set(folder: Path, target: Path) -> None:
+    """Point ``target`` at ``folder`` in one step; keep the set before, remove older ones."""
+    if target.exists() and not target.is_symlink():  # a folder of an earlier layout, or made by hand
+        target.rename(target.parent / SETS_DIR / f"earlier-{os.getpid()}-{time.time_ns()}")
+    link = target.with_name(f".{target.name}.{os.getpid()}.link")
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder.relative_to(target.parent))
+    previous = target.resolve() if target.is_symlink() else None
+    os.replace(link, target)
+    for old in (folder.parent).iterdir():
+        if old not in (folder, previous) and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def chromium_or_reason(setting: str) -> tuple[str | None, str | None]:
+    """(executable, None) or (None, why there will be no PDF), from the setting (''=find one, 'off', a path)."""
+    try:
+        return find_chromium({"CARE_OUTCOMES_CHROMIUM": setting}), None
+    except ChromiumUnavailable as exc:
+        return None, str(exc)

@@ -1,0 +1,117 @@
+"""What both reports share: the serving file read-only, the templates, names of files, the privacy thresholds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import jinja2
+
+from pipelines.reporting import numbers
+
+TEMPLATES = Path(__file__).parent / "templates"
+DEFAULT_MIN_COUNT = 5  # per-location outflow counts below this show as '<5'
+
+
+class ReportError(Exception):
+    """A report cannot be made (unknown programme or provider, no data for the year, no serving file)."""
+
+
+@dataclass(frozen=True)
+class Privacy:
+    min_programs: int  # national figures need at least this many programmes (dbt var min_programs_national)
+    min_count: int = DEFAULT_MIN_COUNT  # per-location counts below this are shown as '<N'
+
+
+def default_privacy(min_count: int | None = None) -> Privacy:
+    from pipelines.transform.project import dbt_var
+
+    return Privacy(int(dbt_var("min_programs_national")), DEFAULT_MIN_COUNT if min_count is None else min_count)
+
+
+@contextmanager
+def serving(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The serving file, read-only: a report can be made while a refresh runs."""
+    if not path.is_file():
+        raise ReportError(f"{path}: no serving file yet; run `care-outcomes refresh` first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def slug(name: str) -> str:
+    """'ICT Maatwerk' -> 'ict-maatwerk': lower case, accents dropped, runs of other characters as '-'."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "zonder-naam"
+
+
+def file_names(names: list[str]) -> dict[str, str]:
+    """name -> slug, unique: a second name with the same slug gets '-2', in sorted order so it stays put."""
+    out, taken = {}, set()
+    for name in sorted(names):
+        base = slug(name)
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        taken.add(candidate)
+        out[name] = candidate
+    return out
+
+
+def metric_formats(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """The metrics seed, published in schema reference: label_nl and number_format per metric."""
+    return {r["metric"]: r for r in rows(con, "select * from reference.metrics order by sort_order")}
+
+
+def published_at(con: duckdb.DuckDBPyConnection) -> str:
+    """When the marts in this serving file were checked (the published run), as a Dutch date."""
+    when = con.execute("select max(checked_at) from audit.check_results").fetchone()[0]
+    return dutch_date((when or dt.datetime.now()).date())
+
+
+MONTHS = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
+          "november", "december"]  # fmt: skip
+
+
+def dutch_date(day: dt.date) -> str:
+    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        number=numbers.number,
+        percent=numbers.percent,
+        points=numbers.points,
+        count=numbers.count,
+        formatted=numbers.formatted,
+    )
+    env.globals["svg"] = lambda text: jinja2.utils.markupsafe.Markup(text)  # our own SVG, escaped where built
+    return env
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
