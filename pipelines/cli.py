@@ -4,6 +4,8 @@
     care-outcomes files   [--warehouse FILE] [--inbox DIR]
     care-outcomes retry   [FILE ...] [--inbox DIR] [--warehouse FILE]
     care-outcomes retract FILE [--warehouse FILE]
+    care-outcomes report ips --program ID [--years 2017 2018] [--out DIR] [--warehouse FILE]
+    care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
 
 Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
 2 it could not run (settings, inbox, warehouse, another refresh, a repair that cannot be done).
@@ -345,13 +347,66 @@ def parser() -> argparse.ArgumentParser:
     retract = sub.add_parser("retract", help="take a loaded file's rows out of raw; the next refresh rebuilds")
     retract.add_argument("file", metavar="FILE", help="as `care-outcomes files` names it, e.g. outflow/export.csv")
     _common(retract, inbox=False)
+    report = sub.add_parser("report", help="make one feedback report from the serving file (read-only)")
+    kinds = report.add_subparsers(dest="kind", required=True)
+    ips = kinds.add_parser("ips", help="an IPS programme's quarterly feedback report")
+    ips.add_argument("--program", required=True, metavar="ID", help="program_id, e.g. GGNET")
+    ips.add_argument("--years", nargs="+", type=int, metavar="YEAR", help="default: its two most recent years")
+    outflow = kinds.add_parser("outflow", help="a day-care provider's yearly outflow report")
+    outflow.add_argument("--provider", required=True, metavar="NAME", help="as in the marts, e.g. 'ICT Maatwerk'")
+    outflow.add_argument("--year", type=int, help="default: its latest year")
+    outflow.add_argument(
+        "--min-count", type=int, metavar="N", help="per-location counts below N show as '<N' (default 5)"
+    )
+    for kind in (ips, outflow):
+        kind.add_argument("--out", default=".", metavar="DIR", help="folder for the HTML and PDF (default: here)")
+        _common(kind, inbox=False)
     return main_parser
+
+
+def make_report(args: argparse.Namespace, paths: Paths) -> list[str]:
+    """One report from the serving file, read-only (a refresh may run meanwhile): HTML, and a PDF if it can."""
+    from pipelines.reporting.assets import ReportsResource
+    from pipelines.reporting.build import chromium_or_reason, print_pdfs, program_file_name
+    from pipelines.reporting.chromium import ChromiumUnavailable
+    from pipelines.reporting.common import default_privacy, serving, slug
+    from pipelines.reporting.ips import IpsReport
+    from pipelines.reporting.outflow import OutflowReport
+
+    settings = ReportsResource.from_environment()
+    min_count = getattr(args, "min_count", None) or settings.min_count
+    privacy = default_privacy(min_count)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with serving(paths.warehouse) as con:
+        if args.kind == "ips":
+            html = IpsReport(con, args.program, args.years, privacy).html()
+            target = out / f"{program_file_name(args.program)}.html"
+        else:
+            html = OutflowReport(con, args.provider, args.year, privacy).html()
+            target = out / f"{slug(args.provider)}.html"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, target)
+    lines = [f"report:    {target}"]
+    chromium, problem = chromium_or_reason(settings.chromium)
+    if chromium is not None:
+        try:
+            lines.append(f"pdf:       {print_pdfs(chromium, [target])[0]}")
+        except ChromiumUnavailable as exc:
+            problem = str(exc)
+    if problem:
+        lines.append(f"no PDF:    {problem}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
     paths = resolve_paths(getattr(args, "inbox", None), args.warehouse)
     if args.command == "files":
         print("\n".join(show_files(paths)))
+        return 0
+    if args.command == "report":
+        print("\n".join(make_report(args, paths)))
         return 0
     if args.command == "retract":
         from pipelines.ingest.load import retract
@@ -387,12 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.ingest.load import RepairRefused
     from pipelines.ingest.pseudonymise import MissingKey
     from pipelines.ingest.registry import RegistryError
+    from pipelines.reporting.common import ReportError
     from pipelines.transform.project import DbtParseError
     from pipelines.warehouse import WarehouseFault
 
     try:
         return run(args)
-    except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused) as exc:
+    except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError) as exc:
         print(f"{args.command} failed: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # never a traceback on the terminal: one line here, the traceback in a log file

@@ -43,8 +43,10 @@ def refresh_command(inbox: Path, warehouse: Path, *args: str) -> list[str]:
 def run_refresh(
     inbox: Path, warehouse: Path, env: dict | None = None, timeout: int = 300, args: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
-    """`care-outcomes refresh [ARGS]` in a child process, as a user runs it."""
-    full_env = clean_env(**(env or {}))
+    """`care-outcomes refresh [ARGS]` in a child process, as a user runs it. The report PDFs are switched off
+    (CARE_OUTCOMES_CHROMIUM=off) unless ``env`` says otherwise: the sample build and tests/test_reports.py make and
+    check them; elsewhere they would only cost a browser start per refresh."""
+    full_env = clean_env(**{"CARE_OUTCOMES_CHROMIUM": "off", **(env or {})})
     return subprocess.run(
         refresh_command(inbox, warehouse, *args),
         capture_output=True,
@@ -66,7 +68,7 @@ def _manifest():
 def sample_build(tmp_path_factory):
     """The bundled sample refreshed into a fresh warehouse; returns (serving file, completed process)."""
     warehouse = tmp_path_factory.mktemp("sample") / "care_outcomes.duckdb"
-    done = run_refresh(SAMPLE, warehouse)
+    done = run_refresh(SAMPLE, warehouse, env={"CARE_OUTCOMES_CHROMIUM": ""})  # PDFs where Chromium is found
     assert done.returncode == 0, done.stdout + done.stderr
     return warehouse, done
 

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,9 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
     sets = target.parent / SETS_DIR
     sets.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    folder = sets / f"{stamp}-{os.getpid()}"
-    (folder / "ips").mkdir(parents=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=sets))
+    folder.chmod(0o755)  # readable by the BI and web server users, as the serving file is
+    (folder / "ips").mkdir()
     (folder / "outflow").mkdir()
     result = ReportSet(directory=target)
     index_programs, index_providers = [], []

@@ -43,6 +43,12 @@ def serving(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         raise ReportError(f"{path}: no serving file yet; run `care-outcomes refresh` first")
     con = duckdb.connect(str(path), read_only=True)
     try:
+        has = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'reference' and table_name = 'metrics'"
+        ).fetchone()[0]
+        if not has:
+            raise ReportError(f"{path}: published by an earlier version (no reference.metrics); run "
+                              "`care-outcomes refresh --force` once")  # fmt: skip
         yield con
     finally:
         con.close()

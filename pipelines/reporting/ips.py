@@ -110,7 +110,8 @@ class IpsReport:
         self.con, self.program_id, self.privacy = con, program_id, privacy
         found = rows(con, "select * from marts.ips_quarterly where program_id = ? order by year, quarter", [program_id])
         if not found:
-            raise ReportError(f"programme {program_id!r}: not in marts.ips_quarterly (see `care-outcomes files`)")
+            known = ", ".join(p["program_id"] for p in programs(con)) or "none"
+            raise ReportError(f"programme {program_id!r}: not in marts.ips_quarterly (programmes: {known})")
         self.years = sorted(years) if years else latest_years(con, program_id)
         missing = [y for y in self.years if y not in {r["year"] for r in found}]
         if missing:
@@ -341,7 +342,7 @@ class IpsReport:
             [self.program_id, year, quarter],
         ):
             fmt = _format(r["metric"], self.formats, averaged=True)
-            suppressed = r["national_suppressed"]
+            suppressed = r["national_suppressed"] or not self.national_shown(r["n_programs"])
             out.append({
                 "label": r["metric_label"],
                 "value": numbers.formatted(r["value"], self.formats[r["metric"]]["number_format"]),

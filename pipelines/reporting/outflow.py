@@ -57,7 +57,8 @@ class OutflowReport:
         self.con, self.provider, self.privacy = con, provider, privacy
         years = [r["year"] for r in rows(con, "select year from marts.outflow_summary where provider = ?", [provider])]
         if not years:
-            raise ReportError(f"provider {provider!r}: not in marts.outflow_summary (see `care-outcomes files`)")
+            known = ", ".join(p["provider"] for p in providers(con)) or "none"
+            raise ReportError(f"provider {provider!r}: not in marts.outflow_summary (providers: {known})")
         self.year = year if year is not None else max(years)
         if self.year not in years:
             raise ReportError(f"provider {provider!r}: no outflow in {self.year} (years: {sorted(years)})")
