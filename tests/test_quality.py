@@ -151,7 +151,13 @@ def test_failed_blocking_check_stops_the_publish_and_keeps_the_served_marts(samp
         ),
         encoding="utf-8",
     )
-    before = {p.name: _digest(p) for p in [warehouse, *sorted((served / "parquet").glob("*.parquet"))]}
+    served_files = [
+        warehouse,
+        *sorted((served / "parquet").glob("*.parquet")),
+        *sorted((served / "reports").rglob("*.*")),
+    ]
+    before = {p.name: _digest(p) for p in served_files}
+    assert any(p.name == "GGNET.html" for p in served_files)
 
     done = subprocess_refresh(warehouse, broken_dbt)
 
@@ -161,8 +167,8 @@ def test_failed_blocking_check_stops_the_publish_and_keeps_the_served_marts(samp
     assert "clients_per_fte_error" in last and "program_id" in last, "the failing rows are named"
     assert "the served marts stay as they were" in last
     assert "Traceback" not in done.stdout + done.stderr
-    after = {p.name: _digest(p) for p in [warehouse, *sorted((served / "parquet").glob("*.parquet"))]}
-    assert after == before
+    after = {p.name: _digest(p) for p in served_files}
+    assert after == before, "marts, Parquet and reports stay as they were"
 
 
 def subprocess_refresh(warehouse, dbt_dir):

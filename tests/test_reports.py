@@ -482,3 +482,29 @@ def test_html_asks_nothing_of_another_host(reports):
         assert all(not re.match(r"[a-z]+:", a) for a in addresses), (page, addresses)
         assert re.sub(r'xmlns="http://www.w3.org/2000/svg"|http-equiv', "", html).count("http") == 0, page
         assert "default-src 'none'" in html
+
+
+def test_report_settings_from_the_environment():
+    from pipelines.reporting.assets import ReportsResource
+    from pipelines.reporting.common import ReportError
+
+    assert ReportsResource.from_environment({}).min_count == 5
+    assert ReportsResource.from_environment({"CARE_OUTCOMES_REPORT_MIN_COUNT": "10"}).min_count == 10
+    with pytest.raises(ReportError, match="CARE_OUTCOMES_REPORT_MIN_COUNT=vijf: a whole number of at least 1"):
+        ReportsResource.from_environment({"CARE_OUTCOMES_REPORT_MIN_COUNT": "vijf"})
+
+
+def test_a_night_whose_reports_fail_still_published_and_says_so(tmp_path):
+    from pipelines.cli import RefreshReport
+    from pipelines.orchestration import RunOutcome
+    from pipelines.warehouse import Paths
+
+    paths = Paths(tmp_path / "inbox", tmp_path / "warehouse" / "care_outcomes.duckdb")
+    outcome = RunOutcome(rows_per_mart={"ips_quarterly": 47}, step_failure="step feedback_reports failed: disk full")
+    report = RefreshReport(paths, outcome)
+    assert report.exit_code == 1
+    assert report.lines()[-2].startswith("published: ")
+    assert report.lines()[-1] == (
+        "reports:   not made: step feedback_reports failed: disk full; the reports of the night before stay "
+        f"({paths.reports_dir})"
+    )
