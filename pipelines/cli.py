@@ -5,6 +5,7 @@
     care-outcomes retry   [FILE ...] [--inbox DIR] [--warehouse FILE]
     care-outcomes retract FILE [--warehouse FILE]
     care-outcomes report ips --program ID [--years 2017 2018] [--out DIR] [--warehouse FILE]
+    care-outcomes postgres-grant --program ID --role NAME [--postgres DSN]
     care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
 
 Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
@@ -14,6 +15,7 @@ Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check fail
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -26,6 +28,10 @@ from pipelines.warehouse import Paths, resolve_paths
 
 if TYPE_CHECKING:
     from pipelines.orchestration import RunOutcome
+
+
+REPORTS_STEP = "feedback_reports"  # the steps after the publish, as Dagster names them
+POSTGRES_STEP = "serving__postgres"
 
 
 @dataclass
@@ -63,13 +69,18 @@ class RefreshReport:
         out.append(f"run log:   {self.paths.log_file}")
         if self.outcome.published:
             out.append(f"published: {self.paths.warehouse} (Parquet: {self.paths.parquet_dir})")
+            failed = self.outcome.failed_steps
             if self.outcome.reports:
                 out.append(self.outcome.reports)
-            elif self.outcome.step_failure:
+            elif failed:
+                cause = failed.get(REPORTS_STEP, self.outcome.step_failure)
                 out.append(
-                    f"reports:   not made: {self.outcome.step_failure}; the reports of the night before stay "
-                    f"({self.paths.reports_dir})"
+                    f"reports:   not made: {cause}; the reports of the night before stay ({self.paths.reports_dir})"
                 )
+            if self.outcome.postgres:
+                out.append(self.outcome.postgres)
+            elif POSTGRES_STEP in failed:
+                out.append(f"postgres:  not published: {failed[POSTGRES_STEP]}; PostgreSQL keeps the marts it served")
         else:
             out.append(
                 f"refresh failed: {self.outcome.failure}; the served marts stay as they were ({self.paths.warehouse})"
@@ -79,7 +90,7 @@ class RefreshReport:
     @property
     def exit_code(self) -> int:
         if self.outcome.published:
-            return 0 if self.outcome.step_failure is None else 1  # published, but the reports were not made
+            return 0 if self.outcome.step_failure is None else 1  # published, but the reports or PostgreSQL failed
         return 2 if self.outcome.fault else 1
 
 
@@ -165,6 +176,7 @@ def refresh(
     dbt_project_dir: Path | None = None,
     rebuild: bool = False,
     force: bool = False,
+    postgres_dsn: str | None = None,
 ) -> RefreshReport | NothingNew:
     """Run ingest, dbt build, checks and publish once, as the Dagster job `refresh` in this process; or nothing,
     when nothing changed since the last publish (unless ``force``)."""
@@ -192,7 +204,7 @@ def refresh(
             return NothingNew(paths, unchanged_since, waiting)
         moved = prepare_warehouse(paths, rebuild=rebuild)
         ensure_manifest(dbt_project_for(project_dir, prepare=False))
-        job = build_defs(paths, project_dir).resolve_job_def(REFRESH_JOB_NAME)
+        job = build_defs(paths, project_dir, postgres_dsn=postgres_dsn).resolve_job_def(REFRESH_JOB_NAME)
         with reading(paths) as con:
             before = last_load_id(con) if con else 0
         instance = DagsterInstance.from_config(str(dagster_home(paths)))
@@ -201,11 +213,18 @@ def refresh(
         paths.log_file.parent.mkdir(parents=True, exist_ok=True)
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             result = job.execute_in_process(instance=instance, raise_on_error=False, tags={NEWS_TAG: signature})
+        outcome = RunOutcome.of(result, files=[], warehouse=paths.warehouse)
+        if outcome.published and outcome.failed_steps:
+            # the reports or PostgreSQL failed after the publish: the next night must not count it as done
+            import duckdb
+
+            with duckdb.connect(str(paths.work_db)) as con:
+                con.execute("update audit.publishes set news_signature = null where run_id = ?", [result.run_id])
         with reading(paths) as con:
             files = loads_after(con, before) if con else []
             waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
             missing = missing_latest_quarter(con) if con else []
-    return RefreshReport(paths, RunOutcome.of(result, files, paths.warehouse), waiting, moved, missing)
+    return RefreshReport(paths, dataclasses.replace(outcome, files=files), waiting, moved, missing)
 
 
 def missing_latest_quarter(con) -> list[str]:
@@ -334,6 +353,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--force", action="store_true", help="refresh even when nothing changed since the last publish")
     run.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="also publish to this PostgreSQL database (default: $CARE_OUTCOMES_POSTGRES_DSN; the variable keeps the "
+        "password out of the process list)",
+    )
+    run.add_argument(
         "--rebuild",
         action="store_true",
         help="move the working database aside and load every file in the inbox anew (a damaged database, "
@@ -347,6 +372,12 @@ def parser() -> argparse.ArgumentParser:
     retract = sub.add_parser("retract", help="take a loaded file's rows out of raw; the next refresh rebuilds")
     retract.add_argument("file", metavar="FILE", help="as `care-outcomes files` names it, e.g. outflow/export.csv")
     _common(retract, inbox=False)
+    grant = sub.add_parser(
+        "postgres-grant", help="a PostgreSQL login that sees one programme's rows and the national marts"
+    )
+    grant.add_argument("--program", required=True, metavar="ID", help="program_id, e.g. GGNET")
+    grant.add_argument("--role", required=True, metavar="NAME", help="the role (created with LOGIN if missing)")
+    grant.add_argument("--postgres", metavar="DSN", help="default: $CARE_OUTCOMES_POSTGRES_DSN")
     report = sub.add_parser("report", help="make one feedback report from the serving file (read-only)")
     kinds = report.add_subparsers(dest="kind", required=True)
     ips = kinds.add_parser("ips", help="an IPS programme's quarterly feedback report")
@@ -408,6 +439,14 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "report":
         print("\n".join(make_report(args, paths)))
         return 0
+    dsn = getattr(args, "postgres", None) or os.environ.get("CARE_OUTCOMES_POSTGRES_DSN") or None
+    if args.command == "postgres-grant":
+        from pipelines.serving.postgres import PostgresFault, grant_program
+
+        if not dsn:
+            raise PostgresFault("no database: set CARE_OUTCOMES_POSTGRES_DSN or pass --postgres DSN")
+        print("\n".join(grant_program(dsn, args.program, args.role)))
+        return 0
     if args.command == "retract":
         from pipelines.ingest.load import retract
         from pipelines.ingest.registry import load_registry
@@ -424,10 +463,10 @@ def run(args: argparse.Namespace) -> int:
         with writing(paths) as con:
             chosen = request_retry(con, args.files)
         print(f"retry:     {len(chosen)} quarantined file(s) will be decided again: {', '.join(chosen) or '-'}")
-        report = refresh(paths, args.verbose)  # the retry request is news
+        report = refresh(paths, args.verbose, postgres_dsn=dsn)  # the retry request is news
     else:
         dbt_project = Path(args.dbt_project).resolve() if args.dbt_project else None
-        report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild, force=args.force)
+        report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild, force=args.force, postgres_dsn=dsn)
     print("\n".join(report.lines()))
     return report.exit_code
 
@@ -443,12 +482,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.ingest.pseudonymise import MissingKey
     from pipelines.ingest.registry import RegistryError
     from pipelines.reporting.common import ReportError
+    from pipelines.serving.postgres import PostgresFault
     from pipelines.transform.project import DbtParseError
     from pipelines.warehouse import WarehouseFault
 
     try:
         return run(args)
-    except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError) as exc:
+    except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError, PostgresFault) as exc:
         print(f"{args.command} failed: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # never a traceback on the terminal: one line here, the traceback in a log file

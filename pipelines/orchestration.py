@@ -31,7 +31,7 @@ from pipelines.ingest.load import FileLoad, inbox_files
 from pipelines.ingest.registry import CONTRACTS_DIR, Registry
 from pipelines.quality.checks import severity_of
 from pipelines.reporting.assets import IPS_REPORTS_KEY, REPORTS_LINE
-from pipelines.serving.assets import ROWS_PER_MART, SERVING_KEY
+from pipelines.serving.assets import POSTGRES_KEY, POSTGRES_LINE, ROWS_PER_MART, SERVING_KEY
 from pipelines.serving.publish import NEWS_TAG
 from pipelines.transform.project import project_files
 from pipelines.warehouse import Paths, WarehouseResource, has_table, storage_fault
@@ -177,6 +177,8 @@ class RunOutcome:
     checks: list[CheckOutcome] = field(default_factory=list)
     rows_per_mart: dict[str, int] | None = None  # None: nothing was published
     reports: str | None = None  # the summary line of the reports made after the publish
+    postgres: str | None = None  # the summary line of the PostgreSQL publish, where one is configured
+    failed_steps: dict[str, str] = field(default_factory=dict)  # step key -> root cause, for every failed step
     step_failure: str | None = None
     fault: str | None = None  # an operational fault (disk, folder, database) rather than the data
 
@@ -207,11 +209,16 @@ class RunOutcome:
         served = [m for m in result.get_asset_materialization_events() if m.asset_key == SERVING_KEY]
         # published: the serving asset was materialized (the reports after it may still have failed)
         rows = served[0].materialization.metadata[ROWS_PER_MART].value if served else None
-        made = [m for m in result.get_asset_materialization_events() if m.asset_key == IPS_REPORTS_KEY]
-        reports = made[0].materialization.metadata[REPORTS_LINE].value if made else None
-        failure = _first_failure(result)
+        lines = {}
+        for key, name in ((IPS_REPORTS_KEY, REPORTS_LINE), (POSTGRES_KEY, POSTGRES_LINE)):
+            made = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
+            lines[key] = made[0].materialization.metadata[name].value if made else None
+        after = {"reports": lines[IPS_REPORTS_KEY], "postgres": lines[POSTGRES_KEY]}
+        failures = _failures(result)
+        failed_steps = {step: f"{where}: {message}" for step, (where, _cls, message) in failures.items()}
+        failure = next(iter(failures.values()), None)
         if failure is None:
-            return cls(files=files, checks=checks, rows_per_mart=rows, reports=reports)
+            return cls(files=files, checks=checks, rows_per_mart=rows, **after)
         where, cls_name, message = failure
         fault = storage_fault(RuntimeError(message), warehouse.parent)
         if fault is not None:
@@ -221,7 +228,8 @@ class RunOutcome:
             files=files,
             checks=checks,
             rows_per_mart=rows,
-            reports=reports,
+            **after,
+            failed_steps=failed_steps,
             step_failure=f"{where}: {message}",
             fault=f"{where}: {message}" if is_fault else None,
         )
@@ -244,9 +252,10 @@ def _check_outcome(evaluation) -> CheckOutcome:
     )
 
 
-def _first_failure(result: ExecuteInProcessResult) -> tuple[str, str, str] | None:
-    """(where, exception class, message) of the root cause of the run's first failure: the exception a step or a
-    resource raised, not Dagster's wrapper around it."""
+def _failures(result: ExecuteInProcessResult) -> dict[str, tuple[str, str, str]]:
+    """Step key (or 'run') -> (where, exception class, message) of the root cause of every failure, in order: the
+    exception a step or a resource raised, not Dagster's wrapper around it."""
+    out = {}
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             where, error = f"step {event.step_key} failed", event.step_failure_data.error
@@ -256,10 +265,12 @@ def _first_failure(result: ExecuteInProcessResult) -> tuple[str, str, str] | Non
             continue
         while error is not None and error.cause is not None:
             error = error.cause
+        step = event.step_key or "run"
         if error is None:
-            return where, "", "unknown error"
+            out[step] = (where, "", "unknown error")
+            continue
         lines = [line for line in error.message.strip().splitlines() if line.strip()] or ["unknown error"]
         # "pipelines.warehouse.WarehouseFault: cannot write ..." -> "cannot write ..."
         message = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", lines[0])
-        return where, error.cls_name or "", message
-    return None
+        out[step] = (where, error.cls_name or "", message)
+    return out

@@ -90,3 +90,50 @@ def rows(con, sql: str, params=()) -> list[dict]:
     cursor = con.execute(sql, list(params))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server of Debian's package, started for the session on a private Unix socket (no TCP) in
+    a temporary folder and stopped afterwards; as root it runs as the package's postgres user. Yields
+    {"dsn", "host", "port"} for the superuser 'care' (trust authentication on that socket only)."""
+    import pwd
+    import shutil
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test against a real PostgreSQL (.ci/run installs Debian's postgresql)")
+        pytest.skip("outside CI without PostgreSQL (Debian: apt-get install postgresql)")
+    as_user: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="care-pg-", dir="/tmp"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = 54000 + os.getpid() % 1000
+    data = folder / "data"
+    subprocess.run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "care", "--auth=trust", "-E", "UTF8",
+         "--locale=C.UTF-8"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    options = f"-c listen_addresses='' -c unix_socket_directories='{folder}' -p {port} -c fsync=off"
+    subprocess.run(
+        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        yield {"dsn": f"host={folder} port={port} user=care dbname=postgres", "host": str(folder), "port": port}
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)

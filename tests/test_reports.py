@@ -500,7 +500,10 @@ def test_a_night_whose_reports_fail_still_published_and_says_so(tmp_path):
     from pipelines.warehouse import Paths
 
     paths = Paths(tmp_path / "inbox", tmp_path / "warehouse" / "care_outcomes.duckdb")
-    outcome = RunOutcome(rows_per_mart={"ips_quarterly": 47}, step_failure="step feedback_reports failed: disk full")
+    failure = "step feedback_reports failed: disk full"
+    outcome = RunOutcome(
+        rows_per_mart={"ips_quarterly": 47}, step_failure=failure, failed_steps={"feedback_reports": failure}
+    )
     report = RefreshReport(paths, outcome)
     assert report.exit_code == 1
     assert report.lines()[-2].startswith("published: ")

@@ -3,7 +3,15 @@
 import datetime as dt
 import json
 
-from dagster import AssetExecutionContext, AssetKey, DagsterEventType, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DagsterEventType,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    asset,
+)
 
 from pipelines.quality.checks import severity_of
 from pipelines.serving.publish import NEWS_TAG, publish, record_check_results, record_publish
@@ -70,3 +78,40 @@ def build_serving_asset(marts: list[AssetKey]):
         )
 
     return serving_file
+
+
+POSTGRES_KEY = AssetKey(["serving", "postgres"])
+POSTGRES_LINE = "summary_line"  # metadata of the PostgreSQL asset: the refresh summary's line
+
+
+class PostgresTarget:
+    """The DSN as a plain object, not as Dagster config, so no run page or event log ever shows its password."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+
+    def __repr__(self) -> str:
+        from pipelines.serving.postgres import masked
+
+        return f"PostgresTarget({masked(self.dsn)})"
+
+
+@asset(
+    key=POSTGRES_KEY,
+    deps=[SERVING_KEY],
+    group_name="serving",
+    kinds={"postgres"},
+    description="The same marts, audit and reference tables in PostgreSQL (CARE_OUTCOMES_POSTGRES_DSN), swapped "
+    "in atomically, with row-level security for programme logins (care-outcomes postgres-grant).",
+)
+def postgres_schemas(
+    context: AssetExecutionContext, warehouse: WarehouseResource, postgres: ResourceParam[PostgresTarget]
+) -> MaterializeResult:
+    from pipelines.serving.postgres import masked, publish_postgres
+
+    dsn = postgres.dsn
+    counts = publish_postgres(warehouse.paths().warehouse, dsn)
+    line = f"postgres:  {len(counts)} marts published to {masked(dsn)} (schemas marts, audit, reference)"
+    return MaterializeResult(
+        metadata={"database": masked(dsn), ROWS_PER_MART: MetadataValue.json(counts), POSTGRES_LINE: line}
+    )

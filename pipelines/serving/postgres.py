@@ -1,0 +1,270 @@
+"""Publish the marts to PostgreSQL too, for BI set-ups that connect to it natively, with a login per programme.
+
+Every publish builds schemas ``marts__next``, ``audit__next`` and ``reference__next`` from the serving file,
+then swaps them in for ``marts``, ``audit`` and ``reference`` in one short transaction (schema renames), so a
+connected BI user sees the old marts or the new ones, never a mix; the old schemas are dropped afterwards, and
+only if no reader holds them (else the next publish does it). A publish killed half-way leaves ``__next``
+schemas that the next one removes first: the served schemas are never touched before the swap.
+
+Programme logins (``care-outcomes postgres-grant``) are kept in ``access.program_roles``, which no publish
+replaces; every publish grants them again, on the new tables, before the swap: read access to the programme-level
+marts (row-level security: only their programme's rows), the national marts and the reference labels; nothing of
+``audit`` and nothing of the day-care outflow marts.
+
+The DSN's password never appears in a message: ``masked()`` is the only way a DSN is shown.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+SERVED = ["marts", "audit", "reference"]  # the schemas a publish replaces
+NEXT, OLD = "__next", "__old"
+ACCESS = "access"  # programme logins; never replaced
+LOCK_TIMEOUT = "5s"  # how long the swap may wait for a lock before it gives up (the old marts stay served)
+
+# DuckDB type -> PostgreSQL type
+TYPES = {
+    "VARCHAR": "text",
+    "BOOLEAN": "boolean",
+    "TINYINT": "smallint",
+    "SMALLINT": "smallint",
+    "INTEGER": "integer",
+    "BIGINT": "bigint",
+    "HUGEINT": "numeric(38, 0)",
+    "UTINYINT": "smallint",
+    "USMALLINT": "integer",
+    "UINTEGER": "bigint",
+    "UBIGINT": "numeric(20, 0)",
+    "FLOAT": "real",
+    "DOUBLE": "double precision",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "TIME": "time",
+    "UUID": "uuid",
+}
+
+
+class PostgresFault(Exception):
+    """PostgreSQL could not be reached or refused the publish; the message holds no password."""
+
+
+def masked(dsn: str) -> str:
+    """The DSN as it may be shown: 'postgresql://care:***@db/care', 'host=db password=*** dbname=care'."""
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    dsn = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.I)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", dsn, flags=re.I)
+
+
+def pg_type(duckdb_type: str) -> str:
+    base = duckdb_type.upper()
+    if base.startswith("DECIMAL"):
+        return base.replace("DECIMAL", "numeric").lower()
+    return TYPES.get(base, "text")
+
+
+def qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A string constant where PostgreSQL takes no parameter (COMMENT ON)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@contextmanager
+def connect(dsn: str):
+    import psycopg
+
+    try:
+        con = psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise PostgresFault(f"cannot connect to PostgreSQL at {masked(dsn)}: {_clean(exc, dsn)}") from None
+    try:
+        yield con
+    except psycopg.Error as exc:
+        con.rollback()
+        raise PostgresFault(f"PostgreSQL at {masked(dsn)} refused the publish: {_clean(exc, dsn)}") from None
+    finally:
+        con.close()
+
+
+def _clean(exc: Exception, dsn: str) -> str:
+    text = " ".join(str(exc).split())
+    for secret in re.findall(r"password\s*=\s*'?([^'\s&]+)", dsn, flags=re.I) + re.findall(r"://[^:/@]*:([^@]+)@", dsn):
+        text = text.replace(secret, "***")
+    return text
+
+
+def copy_table(source: duckdb.DuckDBPyConnection, relation: str, pg, target: str, batch: int = 50_000) -> int:
+    """Create ``target`` in PostgreSQL with the columns of the DuckDB ``relation`` (types mapped) and COPY its rows."""
+    columns = source.execute(f"describe {relation}").fetchall()
+    definition = ", ".join(f"{qi(name)} {pg_type(kind)}" for name, kind, *_ in columns)
+    with pg.cursor() as cur:
+        cur.execute(f"create table {target} ({definition})")
+        result = source.execute(f"select * from {relation}")
+        names = ", ".join(qi(c[0]) for c in columns)
+        n = 0
+        with cur.copy(f"copy {target} ({names}) from stdin") as copy:
+            while rows := result.fetchmany(batch):
+                for row in rows:
+                    copy.write_row(row)
+                n += len(rows)
+    return n
+
+
+def _comments(source: duckdb.DuckDBPyConnection, schema: str, pg, target_schema: str) -> None:
+    where = f"database_name = current_database() and schema_name = '{schema}' and comment is not null"
+    with pg.cursor() as cur:
+        for table, comment in source.execute(
+            f"select table_name, comment from duckdb_tables() where {where}"
+        ).fetchall():
+            cur.execute(f"comment on table {qi(target_schema)}.{qi(table)} is {literal(comment)}")
+        for table, column, comment in source.execute(
+            f"select table_name, column_name, comment from duckdb_columns() where {where}"
+        ).fetchall():
+            cur.execute(f"comment on column {qi(target_schema)}.{qi(table)}.{qi(column)} is {literal(comment)}")
+
+
+ACCESS_DDL = f"""
+create schema if not exists {ACCESS};
+create table if not exists {ACCESS}.program_roles (
+    role_name text not null,
+    program_id text not null,
+    granted_at timestamp not null default localtimestamp,
+    primary key (role_name, program_id)
+);
+-- true for a role with no programme of its own (the knowledge centre, the publisher), else only its programme's
+-- rows; runs as its owner so a programme role needs no access to the table, and takes the caller's name as argument
+create or replace function {ACCESS}.may_see(program text, who name) returns boolean
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+    select not exists (select 1 from {ACCESS}.program_roles where role_name = who)
+        or exists (select 1 from {ACCESS}.program_roles where role_name = who and program_id = program)
+$$;
+revoke all on function {ACCESS}.may_see(text, name) from public;
+"""
+
+
+def _readable(cur, marts_schema: str) -> tuple[list[str], list[str]]:
+    """(programme-level marts: those with a program_id, national marts) of a schema."""
+    cur.execute(
+        "select table_name, bool_or(column_name = 'program_id') from information_schema.columns "
+        "where table_schema = %s group by table_name order by table_name",
+        [marts_schema],
+    )
+    tables = cur.fetchall()
+    return [t for t, has in tables if has], [t for t, _ in tables if t.endswith("_national")]
+
+
+def _policies(cur, marts_schema: str) -> None:
+    """Row-level security on every programme-level mart: a programme role reads its own rows only."""
+    for table in _readable(cur, marts_schema)[0]:
+        cur.execute(f"alter table {qi(marts_schema)}.{qi(table)} enable row level security")
+        cur.execute(
+            f"create policy programme_rows on {qi(marts_schema)}.{qi(table)} for select "
+            f"using ({ACCESS}.may_see(program_id, current_user))"
+        )
+
+
+def _grants(cur, marts_schema: str, reference_schema: str, roles: list[str]) -> None:
+    """Read access for programme roles: programme-level and national marts, the reference labels; not audit."""
+    programme, national = _readable(cur, marts_schema)
+    for role in roles:
+        cur.execute(f"grant usage on schema {qi(marts_schema)}, {qi(reference_schema)}, {ACCESS} to {qi(role)}")
+        cur.execute(f"grant execute on function {ACCESS}.may_see(text, name) to {qi(role)}")
+        for table in programme + national:
+            cur.execute(f"grant select on {qi(marts_schema)}.{qi(table)} to {qi(role)}")
+        cur.execute(f"grant select on all tables in schema {qi(reference_schema)} to {qi(role)}")
+
+
+def _roles(cur) -> list[str]:
+    cur.execute(f"select distinct role_name from {ACCESS}.program_roles order by 1")
+    return [r[0] for r in cur.fetchall()]
+
+
+def _drop(pg, schemas: list[str], lock_timeout: str | None = None) -> list[str]:
+    """Drop what exists of ``schemas``; with a lock timeout, what a reader still holds is left (returned)."""
+    import psycopg
+
+    left = []
+    for schema in schemas:
+        try:
+            with pg.transaction(), pg.cursor() as cur:
+                if lock_timeout:
+                    cur.execute(f"set local lock_timeout = '{lock_timeout}'")
+                cur.execute(f"drop schema if exists {qi(schema)} cascade")
+        except psycopg.errors.LockNotAvailable:
+            left.append(schema)
+    return left
+
+
+def publish_postgres(serving_file: Path, dsn: str) -> dict[str, int]:
+    """Copy the serving file's schemas into PostgreSQL and swap them in; returns rows per mart."""
+    source = duckdb.connect(str(serving_file), read_only=True)
+    counts: dict[str, int] = {}
+    try:
+        with connect(dsn) as pg:
+            pg.autocommit = True
+            _drop(pg, [s + NEXT for s in SERVED] + [s + OLD for s in SERVED])  # a killed publish's leftovers
+            with pg.transaction(), pg.cursor() as cur:
+                cur.execute(ACCESS_DDL)
+            with pg.transaction():
+                for schema in SERVED:
+                    with pg.cursor() as cur:
+                        cur.execute(f"create schema {qi(schema + NEXT)}")
+                    for (table,) in source.execute(
+                        "select table_name from duckdb_tables() where database_name = current_database() "
+                        "and schema_name = ? order by 1",
+                        [schema],
+                    ).fetchall():
+                        n = copy_table(source, f"{schema}.{qi(table)}", pg, f"{qi(schema + NEXT)}.{qi(table)}")
+                        if schema == "marts":
+                            counts[table] = n
+                    _comments(source, schema, pg, schema + NEXT)
+                with pg.cursor() as cur:
+                    _policies(cur, "marts" + NEXT)
+                    _grants(cur, "marts" + NEXT, "reference" + NEXT, _roles(cur))
+            with pg.transaction(), pg.cursor() as cur:  # the swap: renames only, in one transaction
+                cur.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")
+                for schema in SERVED:
+                    cur.execute("select 1 from pg_namespace where nspname = %s", [schema])
+                    if cur.fetchone():
+                        cur.execute(f"alter schema {qi(schema)} rename to {qi(schema + OLD)}")
+                    cur.execute(f"alter schema {qi(schema + NEXT)} rename to {qi(schema)}")
+            _drop(pg, [s + OLD for s in SERVED], lock_timeout=LOCK_TIMEOUT)
+    finally:
+        source.close()
+    return counts
+
+
+def grant_program(dsn: str, program_id: str, role: str) -> list[str]:
+    """Give ``role`` (created with LOGIN if missing) ``program_id``'s rows of the programme-level marts and the
+    national marts, now and after every publish. Returns what was done, for the terminal."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise PostgresFault(f"role {role!r}: use lower-case letters, digits and _ (PostgreSQL folds names)")
+    done = []
+    with connect(dsn) as pg:
+        pg.autocommit = True
+        with pg.transaction(), pg.cursor() as cur:
+            cur.execute(ACCESS_DDL)
+            cur.execute("select 1 from pg_roles where rolname = %s", [role])
+            if not cur.fetchone():
+                cur.execute(f"create role {qi(role)} login")
+                done.append(f"created role {role} (LOGIN; set its password: ALTER ROLE {role} PASSWORD '...')")
+            cur.execute(
+                f"insert into {ACCESS}.program_roles (role_name, program_id) values (%s, %s) on conflict do nothing",
+                [role, program_id],
+            )
+            cur.execute("select 1 from pg_namespace where nspname = 'marts'")
+            if cur.fetchone():  # already served: policies if these marts have none yet, and this role's grants
+                cur.execute("select 1 from pg_policies where schemaname = 'marts' and policyname = 'programme_rows'")
+                if not cur.fetchone():
+                    _policies(cur, "marts")
+                _grants(cur, "marts", "reference", [role])
+        done.append(f"role {role} sees programme {program_id} and the national marts")
+    return done
