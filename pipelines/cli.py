@@ -432,7 +432,7 @@ def make_report(args: argparse.Namespace, paths: Paths) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = resolve_paths(getattr(args, "inbox", None), args.warehouse)
+    paths = resolve_paths(getattr(args, "inbox", None), getattr(args, "warehouse", None))
     if args.command == "files":
         print("\n".join(show_files(paths)))
         return 0
@@ -505,7 +505,7 @@ def _traceback_log(args: argparse.Namespace) -> str:
 
     text = traceback.format_exc()
     for folder in (
-        resolve_paths(getattr(args, "inbox", None), args.warehouse).log_file.parent,
+        resolve_paths(getattr(args, "inbox", None), getattr(args, "warehouse", None)).log_file.parent,
         Path(tempfile.gettempdir()),
     ):
         try:

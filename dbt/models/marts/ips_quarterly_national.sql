@@ -28,7 +28,7 @@ final as (
         {%- endfor %}
         -- national totals of the counts (the means are above)
         {%- for count in ips_quarterly_counts() %}
-        sum({{ count }}) as {{ count }}_sum,
+        cast(sum({{ count }}) as bigint) as {{ count }}_sum,
         {%- endfor %}
         {{ spread | join(',\n        ') }}
     from quarterly
