@@ -511,3 +511,17 @@ def test_a_night_whose_reports_fail_still_published_and_says_so(tmp_path):
         "reports:   not made: step feedback_reports failed: disk full; the reports of the night before stay "
         f"({paths.reports_dir})"
     )
+
+
+def test_a_missing_quarter_breaks_only_its_own_line():
+    from pipelines.reporting import svg
+
+    chart = svg.Chart(
+        "Caseload", ["jan-mrt 2018", "apr-juni 2018", "juli-sept 2018"],
+        [svg.Series("Programma", [50, None, 60]), svg.Series("Landelijk", [100, 110, 120], dashed=True)],
+        lambda v: numbers.number(v), marked={2}, mark_note="na een ontbrekend kwartaal",
+    )  # fmt: skip
+    drawn = svg.line_chart(chart)
+    assert drawn.count("<polyline") == 3, "the programme in two pieces, the nation in one"
+    assert "juli-sept 2018 *" in drawn and "* na een ontbrekend kwartaal" in drawn
+    assert drawn.count("<circle") == 5

@@ -8,6 +8,7 @@ than ``Privacy.min_programs`` programmes are left out with a note.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -296,8 +297,13 @@ class IpsReport:
                 for b in self.benchmarks()]  # fmt: skip
 
     def threshold_caption(self) -> str:
-        sources = dict.fromkeys(b["source"] for b in self.benchmarks())
-        return "Normlijnen: " + "; ".join(sources)
+        """'Normlijnen voor betaald werk: Minimaal 31%, ... (IPS Employment Center); Doel IPS Grow (VK) 40% (IPS Grow
+        (UK)).'"""
+        sets: dict[str, list[str]] = {}
+        for b in self.benchmarks():
+            name = re.split(r"[,:]", b["source"])[0]
+            sets.setdefault(name, []).append(f"{b['label_nl']} {numbers.percent(b['lower_bound'], 0)}")
+        return "Normlijnen voor betaald werk: " + "; ".join(f"{', '.join(v)} ({k})" for k, v in sets.items()) + "."
 
     # ---- fidelity ------------------------------------------------------------------------------------------
     def fidelity(self) -> dict | None:

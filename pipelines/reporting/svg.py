@@ -155,10 +155,10 @@ def line_chart(chart: Chart) -> str:
         dash = ' stroke-dasharray="5 3"' if s.dashed else ""
         runs, run = [], []
         for j, v in enumerate(s.values):
-            if v is None or not math.isfinite(v) or j in chart.marked:
+            if v is None or not math.isfinite(v):  # a missing value breaks this series' line, no other
                 if run:
                     runs.append(run)
-                run = [] if v is None or not math.isfinite(v) else [(x(j), y(v))]
+                run = []
             else:
                 run.append((x(j), y(v)))
         if run:
