@@ -525,3 +525,21 @@ def test_a_missing_quarter_breaks_only_its_own_line():
     assert drawn.count("<polyline") == 3, "the programme in two pieces, the nation in one"
     assert "juli-sept 2018 *" in drawn and "* na een ontbrekend kwartaal" in drawn
     assert drawn.count("<circle") == 5
+
+
+def test_one_reports_fault_does_not_cost_the_others_theirs(sample_warehouse, tmp_path, monkeypatch):
+    from pipelines.reporting import build
+
+    real = build.IpsReport.html
+
+    def broken(self):
+        if self.program_id == "LENTIS":
+            raise ValueError("template fault")
+        return real(self)
+
+    monkeypatch.setattr(build.IpsReport, "html", broken)
+    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(3), "off")
+    assert sorted(made.ips) == ["ALTRECHT", "DIMENCE", "GGNET", "MONDRIAAN", "PARNASSIA"]
+    assert made.failed == ["IPS LENTIS: template fault"]
+    assert "not made: IPS LENTIS: template fault" in made.line()
+    assert len(made.outflow) == 3 and (tmp_path / "reports" / "index.html").is_file()
