@@ -22,6 +22,9 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.serving.publish import comment_statements, tables_in
+from pipelines.warehouse import q
+
 SERVED = ["marts", "audit", "reference"]  # the schemas a publish replaces
 NEXT, OLD = "__next", "__old"
 ACCESS = "access"  # programme logins; never replaced
@@ -68,15 +71,6 @@ def pg_type(duckdb_type: str) -> str:
     return TYPES.get(base, "text")
 
 
-def qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A string constant where PostgreSQL takes no parameter (COMMENT ON)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 @contextmanager
 def connect(dsn: str):
     import psycopg
@@ -104,11 +98,11 @@ def _clean(exc: Exception, dsn: str) -> str:
 def copy_table(source: duckdb.DuckDBPyConnection, relation: str, pg, target: str, batch: int = 50_000) -> int:
     """Create ``target`` in PostgreSQL with the columns of the DuckDB ``relation`` (types mapped) and COPY its rows."""
     columns = source.execute(f"describe {relation}").fetchall()
-    definition = ", ".join(f"{qi(name)} {pg_type(kind)}" for name, kind, *_ in columns)
+    definition = ", ".join(f"{q(name)} {pg_type(kind)}" for name, kind, *_ in columns)
     with pg.cursor() as cur:
         cur.execute(f"create table {target} ({definition})")
         result = source.execute(f"select * from {relation}")
-        names = ", ".join(qi(c[0]) for c in columns)
+        names = ", ".join(q(c[0]) for c in columns)
         n = 0
         with cur.copy(f"copy {target} ({names}) from stdin") as copy:
             while rows := result.fetchmany(batch):
@@ -116,19 +110,6 @@ def copy_table(source: duckdb.DuckDBPyConnection, relation: str, pg, target: str
                     copy.write_row(row)
                 n += len(rows)
     return n
-
-
-def _comments(source: duckdb.DuckDBPyConnection, schema: str, pg, target_schema: str) -> None:
-    where = f"database_name = current_database() and schema_name = '{schema}' and comment is not null"
-    with pg.cursor() as cur:
-        for table, comment in source.execute(
-            f"select table_name, comment from duckdb_tables() where {where}"
-        ).fetchall():
-            cur.execute(f"comment on table {qi(target_schema)}.{qi(table)} is {literal(comment)}")
-        for table, column, comment in source.execute(
-            f"select table_name, column_name, comment from duckdb_columns() where {where}"
-        ).fetchall():
-            cur.execute(f"comment on column {qi(target_schema)}.{qi(table)}.{qi(column)} is {literal(comment)}")
 
 
 ACCESS_DDL = f"""
@@ -164,9 +145,9 @@ def _readable(cur, marts_schema: str) -> tuple[list[str], list[str]]:
 def _policies(cur, marts_schema: str) -> None:
     """Row-level security on every programme-level mart: a programme role reads its own rows only."""
     for table in _readable(cur, marts_schema)[0]:
-        cur.execute(f"alter table {qi(marts_schema)}.{qi(table)} enable row level security")
+        cur.execute(f"alter table {q(marts_schema)}.{q(table)} enable row level security")
         cur.execute(
-            f"create policy programme_rows on {qi(marts_schema)}.{qi(table)} for select "
+            f"create policy programme_rows on {q(marts_schema)}.{q(table)} for select "
             f"using ({ACCESS}.may_see(program_id, current_user))"
         )
 
@@ -175,11 +156,11 @@ def _grants(cur, marts_schema: str, reference_schema: str, roles: list[str]) -> 
     """Read access for programme roles: programme-level and national marts, the reference labels; not audit."""
     programme, national = _readable(cur, marts_schema)
     for role in roles:
-        cur.execute(f"grant usage on schema {qi(marts_schema)}, {qi(reference_schema)}, {ACCESS} to {qi(role)}")
-        cur.execute(f"grant execute on function {ACCESS}.may_see(text, name) to {qi(role)}")
+        cur.execute(f"grant usage on schema {q(marts_schema)}, {q(reference_schema)}, {ACCESS} to {q(role)}")
+        cur.execute(f"grant execute on function {ACCESS}.may_see(text, name) to {q(role)}")
         for table in programme + national:
-            cur.execute(f"grant select on {qi(marts_schema)}.{qi(table)} to {qi(role)}")
-        cur.execute(f"grant select on all tables in schema {qi(reference_schema)} to {qi(role)}")
+            cur.execute(f"grant select on {q(marts_schema)}.{q(table)} to {q(role)}")
+        cur.execute(f"grant select on all tables in schema {q(reference_schema)} to {q(role)}")
 
 
 def _roles(cur) -> list[str]:
@@ -197,7 +178,7 @@ def _drop(pg, schemas: list[str], lock_timeout: str | None = None) -> list[str]:
             with pg.transaction(), pg.cursor() as cur:
                 if lock_timeout:
                     cur.execute(f"set local lock_timeout = '{lock_timeout}'")
-                cur.execute(f"drop schema if exists {qi(schema)} cascade")
+                cur.execute(f"drop schema if exists {q(schema)} cascade")
         except psycopg.errors.LockNotAvailable:
             left.append(schema)
     return left
@@ -216,16 +197,14 @@ def publish_postgres(serving_file: Path, dsn: str) -> dict[str, int]:
             with pg.transaction():
                 for schema in SERVED:
                     with pg.cursor() as cur:
-                        cur.execute(f"create schema {qi(schema + NEXT)}")
-                    for (table,) in source.execute(
-                        "select table_name from duckdb_tables() where database_name = current_database() "
-                        "and schema_name = ? order by 1",
-                        [schema],
-                    ).fetchall():
-                        n = copy_table(source, f"{schema}.{qi(table)}", pg, f"{qi(schema + NEXT)}.{qi(table)}")
+                        cur.execute(f"create schema {q(schema + NEXT)}")
+                    for table in tables_in(source, schema):
+                        n = copy_table(source, f"{schema}.{q(table)}", pg, f"{q(schema + NEXT)}.{q(table)}")
                         if schema == "marts":
                             counts[table] = n
-                    _comments(source, schema, pg, schema + NEXT)
+                    with pg.cursor() as cur:
+                        for statement in comment_statements(source, schema, q(schema + NEXT)):
+                            cur.execute(statement)
                 with pg.cursor() as cur:
                     _policies(cur, "marts" + NEXT)
                     _grants(cur, "marts" + NEXT, "reference" + NEXT, _roles(cur))
@@ -234,8 +213,8 @@ def publish_postgres(serving_file: Path, dsn: str) -> dict[str, int]:
                 for schema in SERVED:
                     cur.execute("select 1 from pg_namespace where nspname = %s", [schema])
                     if cur.fetchone():
-                        cur.execute(f"alter schema {qi(schema)} rename to {qi(schema + OLD)}")
-                    cur.execute(f"alter schema {qi(schema + NEXT)} rename to {qi(schema)}")
+                        cur.execute(f"alter schema {q(schema)} rename to {q(schema + OLD)}")
+                    cur.execute(f"alter schema {q(schema + NEXT)} rename to {q(schema)}")
             _drop(pg, [s + OLD for s in SERVED], lock_timeout=LOCK_TIMEOUT)
     finally:
         source.close()
@@ -254,7 +233,7 @@ def grant_program(dsn: str, program_id: str, role: str) -> list[str]:
             cur.execute(ACCESS_DDL)
             cur.execute("select 1 from pg_roles where rolname = %s", [role])
             if not cur.fetchone():
-                cur.execute(f"create role {qi(role)} login")
+                cur.execute(f"create role {q(role)} login")
                 done.append(f"created role {role} (LOGIN; set its password: ALTER ROLE {role} PASSWORD '...')")
             cur.execute(
                 f"insert into {ACCESS}.program_roles (role_name, program_id) values (%s, %s) on conflict do nothing",

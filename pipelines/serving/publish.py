@@ -42,25 +42,34 @@ def record_publish(con: duckdb.DuckDBPyConnection, run_id: str, signature: str |
     con.execute("insert into audit.publishes values (?, current_localtimestamp(), ?)", [run_id, signature])
 
 
-def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+def tables_in(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    """The tables of a schema of the connection's database: marts; reference (the dbt seeds: labels, formats,
+    benchmarks, bands, which BI tools and the reports read beside the marts); audit."""
     return [
         r[0]
         for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts' "
-            "and table_catalog = current_database() and table_type = 'BASE TABLE' order by table_name"
+            "select table_name from information_schema.tables where table_schema = ? "
+            "and table_catalog = current_database() and table_type = 'BASE TABLE' order by table_name",
+            [schema],
         ).fetchall()
     ]
 
 
-def reference_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The dbt seeds (labels, formats, benchmarks, bands): BI tools and the reports read them beside the marts."""
-    return [
-        r[0]
-        for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'reference' "
-            "and table_catalog = current_database() order by table_name"
-        ).fetchall()
-    ]
+def comment_statements(con: duckdb.DuckDBPyConnection, schema: str, target: str) -> list[str]:
+    """COMMENT ON statements that give the tables and columns under ``target`` (a quoted schema, or catalog.schema)
+    the dbt descriptions (persist_docs) of ``schema``: the same SQL for the serving file and for PostgreSQL, where
+    Superset, Metabase and DBeaver show them."""
+    here = "database_name = current_database() and schema_name = ? and comment is not null"
+    out = []
+    for table, comment in con.execute(
+        f"select table_name, comment from duckdb_tables() where {here}", [schema]
+    ).fetchall():
+        out.append(f"comment on table {target}.{q(table)} is {lit(' '.join(comment.split()))}")
+    for table, column, comment in con.execute(
+        f"select table_name, column_name, comment from duckdb_columns() where {here}", [schema]
+    ).fetchall():
+        out.append(f"comment on column {target}.{q(table)}.{q(column)} is {lit(' '.join(comment.split()))}")
+    return out
 
 
 def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[str, int]:
@@ -70,8 +79,8 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
     remove_leftovers(paths)
     tmp = paths.warehouse.with_name(f".{paths.warehouse.name}.{os.getpid()}.tmp")
     ensure_audit(con)
-    tables = mart_tables(con)
-    references = reference_tables(con)
+    tables = tables_in(con, "marts")
+    references = tables_in(con, "reference")
     counts: dict[str, int] = {}
     con.execute(f"attach {lit(str(tmp))} as serving (storage_version {lit(SERVING_STORAGE_VERSION)})")
     try:
@@ -90,7 +99,8 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
             "select * from audit.check_results where run_id = ? order by asset, check_name",
             [run_id],
         )
-        _copy_comments(con)
+        for statement in comment_statements(con, "marts", "serving.marts"):
+            con.execute(statement)
         con.execute("checkpoint serving")
     finally:
         con.execute("detach serving")
@@ -98,17 +108,6 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
     _export_parquet(con, [f"audit.{q(t)}" for t in [*AUDIT_TABLES, "check_results"]], paths.parquet_dir / "audit")
     os.replace(tmp, paths.warehouse)
     return counts
-
-
-def _copy_comments(con: duckdb.DuckDBPyConnection) -> None:
-    """The dbt descriptions of the marts and their columns (persist_docs) as comments in the serving file, where
-    Superset, Metabase and DBeaver show them."""
-    here = "database_name = current_database() and schema_name = 'marts' and comment is not null"
-    for table, comment in con.execute(f"select table_name, comment from duckdb_tables() where {here}").fetchall():
-        con.execute(f"comment on table serving.marts.{q(table)} is {lit(' '.join(comment.split()))}")
-    columns = con.execute(f"select table_name, column_name, comment from duckdb_columns() where {here}").fetchall()
-    for table, column, comment in columns:
-        con.execute(f"comment on column serving.marts.{q(table)}.{q(column)} is {lit(' '.join(comment.split()))}")
 
 
 def remove_leftovers(paths: Paths) -> None:
