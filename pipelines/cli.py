@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from pipelines.orchestration import RunOutcome
 
 
-REPORTS_STEP = "feedback_reports"  # the steps after the publish, as Dagster names them
-POSTGRES_STEP = "serving__postgres"
-
-
 @dataclass
 class RefreshReport:
     """A refresh's summary for the terminal."""
@@ -69,6 +65,9 @@ class RefreshReport:
         out.append(f"run log:   {self.paths.log_file}")
         if self.outcome.published:
             out.append(f"published: {self.paths.warehouse} (Parquet: {self.paths.parquet_dir})")
+            from pipelines.reporting.assets import REPORTS_STEP
+            from pipelines.serving.assets import POSTGRES_STEP
+
             failed = self.outcome.failed_steps
             if self.outcome.reports:
                 out.append(self.outcome.reports)
@@ -187,7 +186,7 @@ def refresh(
     from pipelines.ingest.pseudonymise import require_key_for
     from pipelines.ingest.registry import load_registry
     from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome, inbox_news
-    from pipelines.serving.publish import NEWS_TAG, remove_leftovers
+    from pipelines.serving.publish import NEWS_TAG, forget_publish, remove_leftovers
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
     from pipelines.warehouse import prepare_warehouse, writer_lock
 
@@ -214,12 +213,11 @@ def refresh(
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             result = job.execute_in_process(instance=instance, raise_on_error=False, tags={NEWS_TAG: signature})
         outcome = RunOutcome.of(result, files=[], warehouse=paths.warehouse)
-        if outcome.published and outcome.failed_steps:
-            # the reports or PostgreSQL failed after the publish: the next night must not count it as done
+        if outcome.published and outcome.failed_steps:  # the reports or PostgreSQL failed after the publish
             import duckdb
 
             with duckdb.connect(str(paths.work_db)) as con:
-                con.execute("update audit.publishes set news_signature = null where run_id = ?", [result.run_id])
+                forget_publish(con, result.run_id)
         with reading(paths) as con:
             files = loads_after(con, before) if con else []
             waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
@@ -439,7 +437,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "report":
         print("\n".join(make_report(args, paths)))
         return 0
-    dsn = getattr(args, "postgres", None) or os.environ.get("CARE_OUTCOMES_POSTGRES_DSN") or None
+    from pipelines.serving.postgres import dsn_from
+
+    dsn = dsn_from(getattr(args, "postgres", None))
     if args.command == "postgres-grant":
         from pipelines.serving.postgres import PostgresFault, grant_program
 

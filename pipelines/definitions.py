@@ -3,7 +3,6 @@
 inbox -> ingest (raw) -> transform (dbt staging, intermediate, marts) -> quality (GX suites) -> serving -> reporting.
 """
 
-import os
 from pathlib import Path
 
 from dagster import Definitions, ResourceDefinition, definitions
@@ -15,6 +14,7 @@ from pipelines.orchestration import build_inbox_sensor, build_nightly_schedule, 
 from pipelines.quality.checks import gx_checks
 from pipelines.reporting.assets import ReportsResource, feedback_reports
 from pipelines.serving.assets import PostgresTarget, build_serving_asset, postgres_schemas
+from pipelines.serving.postgres import dsn_from
 from pipelines.transform.assets import build_dbt_assets, mart_keys
 from pipelines.transform.project import DBT_DIR, dbt_executable, dbt_project_for
 from pipelines.warehouse import Paths, WarehouseResource, resolve_paths
@@ -62,4 +62,4 @@ def build_defs(
 def defs() -> Definitions:
     """What `dagster dev` and the daemon load: the settings of the environment (and .env), read when the code
     location loads, not at import."""
-    return build_defs(resolve_paths(), postgres_dsn=os.environ.get("CARE_OUTCOMES_POSTGRES_DSN") or None)
+    return build_defs(resolve_paths(), postgres_dsn=dsn_from(None))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 from dagster import (
+    AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -206,14 +207,12 @@ class RunOutcome:
     @classmethod
     def of(cls, result: ExecuteInProcessResult, files: list[FileLoad], warehouse: Path) -> RunOutcome:
         checks = [_check_outcome(e) for e in result.get_asset_check_evaluations()]
-        served = [m for m in result.get_asset_materialization_events() if m.asset_key == SERVING_KEY]
         # published: the serving asset was materialized (the reports after it may still have failed)
-        rows = served[0].materialization.metadata[ROWS_PER_MART].value if served else None
-        lines = {}
-        for key, name in ((IPS_REPORTS_KEY, REPORTS_LINE), (POSTGRES_KEY, POSTGRES_LINE)):
-            made = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
-            lines[key] = made[0].materialization.metadata[name].value if made else None
-        after = {"reports": lines[IPS_REPORTS_KEY], "postgres": lines[POSTGRES_KEY]}
+        rows = _materialized(result, SERVING_KEY, ROWS_PER_MART)
+        after = {
+            "reports": _materialized(result, IPS_REPORTS_KEY, REPORTS_LINE),
+            "postgres": _materialized(result, POSTGRES_KEY, POSTGRES_LINE),
+        }
         failures = _failures(result)
         failed_steps = {step: f"{where}: {message}" for step, (where, _cls, message) in failures.items()}
         failure = next(iter(failures.values()), None)
@@ -233,6 +232,12 @@ class RunOutcome:
             step_failure=f"{where}: {message}",
             fault=f"{where}: {message}" if is_fault else None,
         )
+
+
+def _materialized(result: ExecuteInProcessResult, key: AssetKey, name: str):
+    """A metadata value of the asset's materialization in this run, or None where it was not materialized."""
+    made = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
+    return made[0].materialization.metadata[name].value if made else None
 
 
 def _check_outcome(evaluation) -> CheckOutcome:

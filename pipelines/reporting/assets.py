@@ -21,6 +21,7 @@ from pipelines.warehouse import WarehouseResource
 
 IPS_REPORTS_KEY = AssetKey(["reports", "ips"])
 OUTFLOW_REPORTS_KEY = AssetKey(["reports", "outflow"])
+REPORTS_STEP = "feedback_reports"  # the one step (multi-asset) that makes both
 REPORTS_LINE = "summary_line"  # metadata of the IPS reports asset: the refresh summary's line
 
 
@@ -62,7 +63,7 @@ def _files(paths: dict[str, object]) -> MetadataValue:
             ".pdf): its latest year beside the year before.",
         ),
     ],  # fmt: skip
-    name="feedback_reports",
+    name=REPORTS_STEP,
 )
 def feedback_reports(context: AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource):
     paths = warehouse.paths()

@@ -81,6 +81,7 @@ def build_serving_asset(marts: list[AssetKey]):
 
 
 POSTGRES_KEY = AssetKey(["serving", "postgres"])
+POSTGRES_STEP = POSTGRES_KEY.to_python_identifier()  # the step's name in a run: serving__postgres
 POSTGRES_LINE = "summary_line"  # metadata of the PostgreSQL asset: the refresh summary's line
 
 

@@ -16,7 +16,9 @@ The DSN's password never appears in a message: ``masked()`` is the only way a DS
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,6 +57,14 @@ TYPES = {
 
 class PostgresFault(Exception):
     """PostgreSQL could not be reached or refused the publish; the message holds no password."""
+
+
+DSN_ENV = "CARE_OUTCOMES_POSTGRES_DSN"
+
+
+def dsn_from(flag: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """--postgres DSN wins over CARE_OUTCOMES_POSTGRES_DSN; None: no PostgreSQL publish."""
+    return flag or environ.get(DSN_ENV) or None
 
 
 def masked(dsn: str) -> str:

@@ -42,6 +42,12 @@ def record_publish(con: duckdb.DuckDBPyConnection, run_id: str, signature: str |
     con.execute("insert into audit.publishes values (?, current_localtimestamp(), ?)", [run_id, signature])
 
 
+def forget_publish(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """The run published, but a step after the publish (reports, PostgreSQL) failed: the next night must not count
+    it as done, so its signature is dropped."""
+    con.execute("update audit.publishes set news_signature = null where run_id = ?", [run_id])
+
+
 def tables_in(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
     """The tables of a schema of the connection's database: marts; reference (the dbt seeds: labels, formats,
     benchmarks, bands, which BI tools and the reports read beside the marts); audit."""
