@@ -98,6 +98,13 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def rows(con, sql: str, params=()) -> list[dict]:
+    """A query's rows as dicts by column name."""
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
 def lit(text: str) -> str:
     """Quote a string literal taken from the registry or a path (configuration, never data values)."""
     return "'" + text.replace("'", "''") + "'"

@@ -86,10 +86,7 @@ def serving(sample_warehouse):
     con.close()
 
 
-def rows(con, sql: str, params=()) -> list[dict]:
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
+from pipelines.warehouse import rows  # noqa: E402 F401 (the tests' one way to read rows as dicts, as the reports do)
 
 
 def _postgres_bin() -> Path | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
 from pipelines.reporting.common import Privacy, file_names, published_at, render, serving, slug
-from pipelines.reporting.ips import IpsReport, latest_years, programs
+from pipelines.reporting.ips import IpsReport, programs
 from pipelines.reporting.outflow import OutflowReport, providers
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,17 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
             name = p["program_id"]
             path = folder / "ips" / f"{program_file_name(name)}.html"
             try:
-                path.write_text(IpsReport(con, name, None, privacy).html(), encoding="utf-8")
+                report = IpsReport(con, name, None, privacy)
+                path.write_text(report.html(), encoding="utf-8")
             except Exception as exc:  # one report's fault must not cost the others theirs
                 log.exception("IPS report of %s", name)
                 result.failed.append(f"IPS {name}: {exc}")
                 continue
             result.ips[name] = path
-            years = latest_years(con, name)
-            index_programs.append({**p, "years": " en ".join(map(str, years)), "html": f"ips/{path.name}"})
-        names = file_names([p["provider"] for p in providers(con)])
-        for p in providers(con):
+            index_programs.append({**p, "years": " en ".join(map(str, report.years)), "html": f"ips/{path.name}"})
+        found = providers(con)
+        names = file_names([p["provider"] for p in found])
+        for p in found:
             path = folder / "outflow" / f"{names[p['provider']]}.html"
             try:
                 path.write_text(OutflowReport(con, p["provider"], None, privacy).html(), encoding="utf-8")

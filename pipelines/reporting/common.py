@@ -15,6 +15,7 @@ import duckdb
 import jinja2
 
 from pipelines.reporting import numbers
+from pipelines.warehouse import rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_MIN_COUNT = 5  # per-location outflow counts below this show as '<5'
@@ -52,12 +53,6 @@ def serving(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
-    cursor = con.execute(sql, params or [])
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
 
 def slug(name: str) -> str:

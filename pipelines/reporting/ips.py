@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import duckdb
 
 from pipelines.reporting import numbers, svg
-from pipelines.reporting.common import Privacy, ReportError, metric_formats, published_at, render, rows
+from pipelines.reporting.common import Privacy, ReportError, metric_formats, published_at, render
+from pipelines.warehouse import rows
 
 # the seed report's tables, by metric code (labels and formats come from the metrics seed)
 TABLE_1 = ["caseload", "new_clients", "fte", "clients_per_fte", "caseload_growth"]
@@ -285,7 +287,9 @@ class IpsReport:
              "svg": svg.line_chart(fig3)},
         ]  # fmt: skip
 
+    @cached_property
     def benchmarks(self) -> list[dict]:
+        """The published thresholds for paid work, drawn on Figure 2 and named in its caption."""
         return rows(
             self.con,
             "select * from reference.benchmarks where metric = 'paid_work_rate' and lower_bound > 0 "
@@ -294,13 +298,13 @@ class IpsReport:
 
     def employment_thresholds(self) -> list[svg.Threshold]:
         return [svg.Threshold(b["lower_bound"], f"{b['label_nl']} {numbers.percent(b['lower_bound'], 0)}")
-                for b in self.benchmarks()]  # fmt: skip
+                for b in self.benchmarks]  # fmt: skip
 
     def threshold_caption(self) -> str:
         """'Normlijnen voor betaald werk: Minimaal 31%, ... (IPS Employment Center); Doel IPS Grow (VK) 40% (IPS Grow
         (UK)).'"""
         sets: dict[str, list[str]] = {}
-        for b in self.benchmarks():
+        for b in self.benchmarks:
             name = re.split(r"[,:]", b["source"])[0]
             sets.setdefault(name, []).append(f"{b['label_nl']} {numbers.percent(b['lower_bound'], 0)}")
         return "Normlijnen voor betaald werk: " + "; ".join(f"{', '.join(v)} ({k})" for k, v in sets.items()) + "."

@@ -24,9 +24,13 @@ def _grouped(text: str) -> str:
     return sign + ".".join(groups) + ("," + decimals if decimals else "")
 
 
+def _missing(value: float | int | None) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
 def number(value: float | int | None, decimals: int = 0) -> str:
     """12.3456 -> '12,35' (decimals=2); 1234 -> '1.234'; None/NaN -> ''."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if _missing(value):
         return EMPTY
     text = f"{round(float(value), decimals) + 0.0:.{decimals}f}"
     if text.startswith("-") and float(text) == 0:
@@ -36,19 +40,18 @@ def number(value: float | int | None, decimals: int = 0) -> str:
 
 def percent(fraction: float | None, decimals: int = 2) -> str:
     """0.44 -> '44,00%' (the IPS tables); decimals=0 -> '44%' (the outflow report)."""
-    if fraction is None or (isinstance(fraction, float) and not math.isfinite(fraction)):
-        return EMPTY
-    return number(100 * fraction, decimals) + "%"
+    return EMPTY if _missing(fraction) else number(100 * fraction, decimals) + "%"
+
+
+def signed(value: float | int | None, decimals: int = 0) -> str:
+    """A difference: 5 -> '+5', -22 -> '-22', 0 -> '0' (the sign of the number as printed)."""
+    text = number(value, decimals)
+    return "+" + text if text and not text.startswith("-") and text.strip("0,") != "" else text
 
 
 def points(fraction_points: float | None, decimals: int = 0) -> str:
     """A difference of two shares: 0.109 -> '+11 procentpunt'."""
-    if fraction_points is None or (isinstance(fraction_points, float) and not math.isfinite(fraction_points)):
-        return EMPTY
-    text = number(100 * fraction_points, decimals)
-    if not text.startswith("-") and text.strip("0,") != "":
-        text = "+" + text
-    return f"{text} procentpunt"
+    return EMPTY if _missing(fraction_points) else f"{signed(100 * fraction_points, decimals)} procentpunt"
 
 
 def count(value: float | int | None) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import duckdb
 
 from pipelines.reporting import numbers, svg
-from pipelines.reporting.common import Privacy, ReportError, metric_formats, published_at, render, rows
+from pipelines.reporting.common import Privacy, ReportError, metric_formats, published_at, render
+from pipelines.warehouse import rows
 
 # the participation ladder (participatieladder) the destinations are placed on (seed destinations.ladder_step)
 LADDER = {
@@ -80,11 +81,7 @@ class OutflowReport:
             change = ""
             if before is not None and this[metric] is not None and before[metric] is not None:
                 diff = this[metric] - before[metric]
-                change = (
-                    numbers.points(diff)
-                    if metric in SUMMARY_SHARES
-                    else f"{'+' if diff > 0 else ''}{numbers.number(diff)}"
-                )
+                change = numbers.points(diff) if metric in SUMMARY_SHARES else numbers.signed(diff)
             out.append({
                 "label": self.formats[metric]["label_nl"],
                 "before": numbers.formatted(before[metric], fmt) if before else "",

@@ -7,7 +7,6 @@ so they are strings built here (milliseconds each) rather than a plotting librar
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -92,15 +91,16 @@ def _x_labels(chart: Chart, x: Callable[[int], float]) -> list[str]:
     return parts
 
 
-def _legend(chart: Chart, kinds: list[str]) -> list[str]:
-    """Below the axis, wrapping to a next line where the chart is full (the SVG grows with it)."""
+def _legend(chart: Chart, kind: str) -> tuple[list[str], float]:
+    """Below the axis, wrapping to a next line where the chart is full; returns the parts and the baseline of its
+    last line (the SVG grows with it)."""
     parts, x = [], LEFT
     y = HEIGHT - 18
     for i, s in enumerate(chart.series):
         colour = COLOURS[i % len(COLOURS)]
         if x > LEFT and x + 30 + 7 * len(s.name) > WIDTH - RIGHT:
             x, y = LEFT, y + 18
-        if kinds[i] == "bar":
+        if kind == "bar":
             parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="10" fill="{colour}"/>')
         else:
             dash = ' stroke-dasharray="5 3"' if s.dashed else ""
@@ -113,7 +113,7 @@ def _legend(chart: Chart, kinds: list[str]) -> list[str]:
         if x + 7 * len(chart.mark_note) > WIDTH - RIGHT:
             x, y = LEFT, y + 18
         parts.append(f'<text x="{x}" y="{y}" class="note">* {escape(chart.mark_note)}</text>')
-    return parts
+    return parts, y
 
 
 def _thresholds(chart: Chart, y: Callable[[float], float]) -> list[str]:
@@ -129,14 +129,17 @@ def _thresholds(chart: Chart, y: Callable[[float], float]) -> list[str]:
     return parts
 
 
-def _svg(chart: Chart, body: list[str]) -> str:
-    title = escape(chart.title)
-    lowest = max([HEIGHT - 18] + [float(m) for m in re.findall(r' y="([0-9.]+)"', "".join(body))])
-    height = max(HEIGHT, lowest + 8)
+def _svg(title: str, body: list[str], height: float, width: float = WIDTH) -> str:
+    title = escape(title)
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{title}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height:.0f}" role="img" aria-label="{title}" '
         f'class="chart"><title>{title}</title>' + "".join(body) + "</svg>"
     )
+
+
+def _with_legend(chart: Chart, parts: list[str], kind: str) -> str:
+    legend, bottom = _legend(chart, kind)
+    return _svg(chart.title, parts + legend, max(HEIGHT, bottom + 8))
 
 
 def line_chart(chart: Chart) -> str:
@@ -174,8 +177,7 @@ def line_chart(chart: Chart) -> str:
                     "</circle>"
                 )
     parts += _x_labels(chart, x)
-    parts += _legend(chart, ["line"] * len(chart.series))
-    return _svg(chart, parts)
+    return _with_legend(chart, parts, "line")
 
 
 def bar_chart(chart: Chart) -> str:
@@ -210,8 +212,7 @@ def bar_chart(chart: Chart) -> str:
                     f"{escape(chart.tick(v))}</text>"
                 )
     parts += _x_labels(chart, x)
-    parts += _legend(chart, ["bar"] * len(chart.series))
-    return _svg(chart, parts)
+    return _with_legend(chart, parts, "bar")
 
 
 def share_bars(
@@ -236,8 +237,4 @@ def share_bars(
             w = span * v / top_value
             parts.append(f'<rect x="{left}" y="{yy + 4}" width="{max(w, 0.5):.1f}" height="18" fill="{colour}"/>')
             parts.append(f'<text x="{left + w + 6:.1f}" y="{yy + 17}">{escape(text)}</text>')
-    t = escape(title)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" aria-label="{t}" '
-        f'class="chart"><title>{t}</title>' + "".join(parts) + "</svg>"
-    )
+    return _svg(title, parts, height, width)
