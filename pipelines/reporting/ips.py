@@ -259,12 +259,16 @@ class IpsReport:
         categories = [self.label(*k) for k in self.quarters]
         marked = {i for i, k in enumerate(self.quarters) if (self.by_quarter.get(k) or {}).get("follows_gap")}
         gap = "na een ontbrekend kwartaal"
-        own, nat = self.series("caseload")
-        fig1 = svg.Chart(
-            "Caseload per kwartaal", categories,
-            [svg.Series(self.program_name, own), svg.Series("Landelijk gemiddelde", nat, dashed=True)],
-            lambda v: numbers.number(v, 0), marked=marked, mark_note=gap,
-        )  # fmt: skip
+
+        def against_nation(title: str, metric: str, tick) -> svg.Chart:
+            own, nat = self.series(metric)
+            return svg.Chart(
+                title, categories,
+                [svg.Series(self.program_name, own), svg.Series("Landelijk gemiddelde", nat, dashed=True)],
+                tick, marked=marked, mark_note=gap,
+            )  # fmt: skip
+
+        fig1 = against_nation("Caseload per kwartaal", "caseload", lambda v: numbers.number(v, 0))
         work, work_nat = self.series("paid_work_rate")
         edu, edu_nat = self.series("education_rate")
         fig2 = svg.Chart(
@@ -273,11 +277,9 @@ class IpsReport:
              svg.Series("Programma: opleiding", edu), svg.Series("Landelijk: opleiding", edu_nat, True)],
             lambda v: numbers.percent(v, 0), thresholds=self.employment_thresholds(), marked=marked, mark_note=gap,
         )  # fmt: skip
-        succ, succ_nat = self.series("successful_outflow_rate")
-        fig3 = svg.Chart(
-            "Percentage succesvolle uitstroom, programma en landelijk", categories,
-            [svg.Series(self.program_name, succ), svg.Series("Landelijk gemiddelde", succ_nat, dashed=True)],
-            lambda v: numbers.percent(v, 0), marked=marked, mark_note=gap,
+        fig3 = against_nation(
+            "Percentage succesvolle uitstroom, programma en landelijk", "successful_outflow_rate",
+            lambda v: numbers.percent(v, 0),
         )  # fmt: skip
         return [
             {"number": 1, "title": "Overzicht caseload per kwartaal", "svg": svg.line_chart(fig1)},
