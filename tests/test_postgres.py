@@ -49,6 +49,28 @@ def assert_same_rows(left: list[tuple], right: list[tuple], what: str) -> None:
         assert len(x) == len(y) and all(same(a, b) for a, b in zip(x, y, strict=True)), f"{what}: {x} != {y}"
 
 
+def assert_marts_equal(served: duckdb.DuckDBPyConnection, pg, what: str) -> None:
+    """Every mart of the DuckDB serving file and of the PostgreSQL database: the same columns in the same order,
+    the same rows (doubles to 1e-9)."""
+    for mart in MARTS:
+        columns = [c[0] for c in served.execute(f"describe marts.{mart}").fetchall()]
+        pg_columns = [
+            r[0]
+            for r in pg.execute(
+                "select column_name from information_schema.columns where table_schema = 'marts' "
+                "and table_name = %s order by ordinal_position",
+                [mart],
+            ).fetchall()
+        ]
+        assert pg_columns == columns, mart
+        order = ", ".join(f'"{c}"' for c in columns)
+        assert_same_rows(
+            table_rows(served, f"select {order} from marts.{mart}"),
+            table_rows(pg.cursor(), f"select {order} from marts.{mart}"),
+            f"{mart} ({what})",
+        )
+
+
 # ---- the publish ---------------------------------------------------------------------------------------------
 
 
@@ -60,14 +82,7 @@ def test_the_refresh_publishes_to_postgresql_with_types_and_comments(postgres_se
     assert f"postgres:  14 marts published to {dsn} (schemas marts, audit, reference)" in done.stdout
     served = duckdb.connect(str(warehouse), read_only=True)
     with psycopg.connect(dsn) as pg:
-        for mart in MARTS:
-            columns = [c[0] for c in served.execute(f"describe marts.{mart}").fetchall()]
-            order = ", ".join(f'"{c}"' for c in columns)
-            assert_same_rows(
-                table_rows(served, f"select {order} from marts.{mart}"),
-                table_rows(pg.cursor(), f"select {order} from marts.{mart}"),
-                mart,
-            )
+        assert_marts_equal(served, pg, "published to PostgreSQL")
         types = dict(
             pg.execute(
                 "select column_name, data_type from information_schema.columns "
@@ -233,21 +248,5 @@ def test_the_dbt_project_builds_on_postgresql_and_every_mart_equals_the_duckdb_b
     assert "ERROR=0" in done.stdout and "12 unit tests" in done.stdout, "models, data tests and unit tests all pass"
     served = duckdb.connect(str(sample_warehouse), read_only=True)
     with psycopg.connect(dsn) as pg:
-        for mart in MARTS:
-            columns = [c[0] for c in served.execute(f"describe marts.{mart}").fetchall()]
-            pg_columns = [
-                r[0]
-                for r in pg.execute(
-                    "select column_name from information_schema.columns where table_schema = 'marts' "
-                    "and table_name = %s order by ordinal_position",
-                    [mart],
-                ).fetchall()
-            ]
-            assert pg_columns == columns, mart
-            order = ", ".join(f'"{c}"' for c in columns)
-            assert_same_rows(
-                table_rows(served, f"select {order} from marts.{mart}"),
-                table_rows(pg.cursor(), f"select {order} from marts.{mart}"),
-                f"{mart} (DuckDB against PostgreSQL)",
-            )
+        assert_marts_equal(served, pg, "DuckDB build against the PostgreSQL build")
     served.close()
