@@ -41,6 +41,11 @@ class Paths:
         return self.warehouse.with_name(self.warehouse.stem + ".work.duckdb")
 
     @property
+    def dbt_parse_state(self) -> Path:
+        """dbt's parse state of the last build of this warehouse, so an unchanged dbt project is not parsed again."""
+        return self.warehouse.with_name(self.warehouse.stem + ".dbt_parse.msgpack")
+
+    @property
     def quarantine_dir(self) -> Path:
         """Where the bytes of every quarantined file are kept."""
         return self.warehouse.parent / "quarantine"
@@ -217,6 +222,9 @@ _STORAGE_MESSAGES = {
     "Read-only file system": "the file system is read-only",
     "Permission denied": "permission denied",
     "File too large": "the file is too large for this file system",
+    # SQLite (the Dagster instance) names no errno: a write it could not make
+    "database or disk is full": "the disk is full",
+    "disk I/O error": "a write failed: the disk is full, or a file too large for this file system",
 }
 
 

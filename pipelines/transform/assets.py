@@ -8,6 +8,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.ingest.registry import Registry
 from pipelines.ingest.validate import unfit_raw_rows
+from pipelines.transform.in_process import keep_partial_parse, run_dbt
 from pipelines.transform.project import dbt_build_args
 from pipelines.transform.translator import CareOutcomesTranslator
 from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource, has_table
@@ -34,10 +35,10 @@ def build_dbt_assets(project: DbtProject, registry: Registry) -> AssetsDefinitio
 
 
 def _build(context, dbt: DbtCliResource, warehouse: WarehouseResource, registry: Registry, target: Path):
-    invocation = dbt.cli(
-        dbt_build_args(warehouse.paths().work_db), context=context, raise_on_error=False, target_path=target
-    )
+    paths = warehouse.paths()
+    invocation = run_dbt(dbt, dbt_build_args(paths.work_db), context, target, partial_parse=paths.dbt_parse_state)
     yield from invocation.stream()
+    keep_partial_parse(target, paths.dbt_parse_state)
     if not invocation.is_successful():
         results = invocation.get_artifact("run_results.json").get("results", [])
         errors = _failed(results, ("model", "seed"), "error")
