@@ -87,13 +87,24 @@ def _examples(detail: dict) -> list:
 
 
 def run_suite(con: duckdb.DuckDBPyConnection, suite: Suite) -> Outcome:
+    """Read the suite's datasets and validate them here (Great Expectations imported in this process)."""
+    return validate(suite, read_frames(con, suite))
+
+
+def read_frames(con: duckdb.DuckDBPyConnection, suite: Suite) -> dict[str, Any]:
+    """The rows of every dataset of the suite, as DataFrames (small: marts, or aggregates of raw tables)."""
+    return {dataset.name: con.execute(dataset.sql).df() for dataset in suite.datasets}
+
+
+def validate(suite: Suite, frames: dict[str, Any]) -> Outcome:
+    """Validate the datasets' DataFrames against their expectations in an ephemeral GX context."""
     import great_expectations.expectations as gxe
 
     gx, context = _context()
     source = context.data_sources.add_pandas(suite.name)
     outcome = Outcome(suite.name)
     for dataset in suite.datasets:
-        frame = con.execute(dataset.sql).df()
+        frame = frames[dataset.name]
         batch = (
             source.add_dataframe_asset(dataset.name)
             .add_batch_definition_whole_dataframe("all")

@@ -11,7 +11,7 @@ from dagster_dbt import DbtCliResource
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.registry import load_registry
 from pipelines.orchestration import build_inbox_sensor, build_nightly_schedule, refresh_job
-from pipelines.quality.checks import gx_checks
+from pipelines.quality.checks import QualityResource, gx_checks
 from pipelines.reporting.assets import ReportsResource, feedback_reports
 from pipelines.serving.assets import PostgresTarget, build_serving_asset, postgres_schemas
 from pipelines.serving.postgres import dsn_from
@@ -47,6 +47,7 @@ def build_defs(
         sensors=[build_inbox_sensor(registry)],
         resources={
             "warehouse": WarehouseResource.for_paths(paths),
+            "quality": QualityResource(),
             "reports": reports or ReportsResource.from_environment(),
             **(
                 {"postgres": ResourceDefinition.hardcoded_resource(PostgresTarget(postgres_dsn))}

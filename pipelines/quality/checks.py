@@ -12,13 +12,34 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
+    ConfigurableResource,
+    InitResourceContext,
     MetadataValue,
     asset_check,
 )
+from pydantic import PrivateAttr
 
-from data_quality.runner import MAX_SAMPLES, Suite
+from data_quality.runner import MAX_SAMPLES, Outcome, Suite, read_frames
 from data_quality.suites import ALL_SUITES
+from data_quality.worker import Validator, take
 from pipelines.warehouse import WarehouseResource
+
+
+class QualityResource(ConfigurableResource):
+    """Where a run validates its suites: a worker process of its own (data_quality.worker), started when the run
+    starts (or before, by the command line), so importing Great Expectations overlaps the run's first steps."""
+
+    _validator: Validator | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._validator = take()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._validator is not None:
+            self._validator.close()
+
+    def validate(self, suite: Suite, frames: dict) -> Outcome:
+        return (self._validator or Validator()).validate(suite, frames)
 
 
 def build_check(suite: Suite):
@@ -28,19 +49,20 @@ def build_check(suite: Suite):
         description=f"Great Expectations suite {suite.name}: {suite.description}",
         blocking=suite.blocking,
     )
-    def _check(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        from data_quality.runner import run_suite
-
+    def _check(
+        context: AssetCheckExecutionContext, warehouse: WarehouseResource, quality: QualityResource
+    ) -> AssetCheckResult:
         severity = AssetCheckSeverity.ERROR if suite.blocking else AssetCheckSeverity.WARN
         with warehouse.connect(read_only=True) as con:
             try:
-                outcome = run_suite(con, suite)
+                frames = read_frames(con, suite)
             except duckdb.Error as exc:
                 return AssetCheckResult(
                     passed=False,
                     severity=severity,
                     description=f"suite {suite.name} could not read its data: {str(exc).splitlines()[0]}",
                 )
+        outcome = quality.validate(suite, frames)
         failing = [
             {"expectation": f["expectation"], "rows": f["unexpected_count"], "examples": f["examples"][:MAX_SAMPLES]}
             for f in outcome.failures

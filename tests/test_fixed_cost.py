@@ -1,0 +1,125 @@
+"""What takes the fixed cost of a refresh down (issue 15) still does the whole job: Dagster records every event in
+its own files, dbt runs in the run's process with dagster-dbt's events, Great Expectations validates in a worker
+with the outcomes it gives in process. The timings themselves are in `make benchmark`, not here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from data_quality.runner import Dataset, Suite, read_frames, validate
+from data_quality.suites import ALL_SUITES
+from data_quality.worker import Validator
+from pipelines.transform.in_process import DbtInThread
+from pipelines.transform.project import DBT_DIR
+from pipelines.warehouse import resolve_paths
+
+SUITES = {s.name: s for s in ALL_SUITES}
+
+
+def test_the_refresh_records_its_run_in_dagsters_own_files(sample_warehouse):
+    from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    from pipelines.instance import PersistentSqliteEventLogStorage
+
+    instance = DagsterInstance.from_config(str(sample_warehouse.parent / "dagster_home"))
+    assert isinstance(instance.event_log_storage, PersistentSqliteEventLogStorage)
+    run = instance.get_runs(limit=1)[0]
+    assert run.status == DagsterRunStatus.SUCCESS
+    ours = instance.all_logs(run.run_id)
+    # Dagster's own class (the UI's, the daemon's, any instance without ours) reads the same events
+    plain = SqliteEventLogStorage(str(sample_warehouse.parent / "dagster_home" / "history" / "runs"))
+    theirs = plain.get_logs_for_run(run.run_id)
+    assert [e.timestamp for e in theirs] == [e.timestamp for e in ours] and len(ours) > 300
+    kinds = [e.dagster_event.event_type_value for e in theirs if e.dagster_event]
+    # every model and seed, and every dbt data test and GX suite as an asset check
+    assert kinds.count("ASSET_MATERIALIZATION") >= 25 and kinds.count("ASSET_CHECK_EVALUATION") >= len(ALL_SUITES) + 80
+    # the cross-run index the UI's asset pages read
+    latest = plain.get_latest_materialization_events([AssetKey(["marts", "ips_quarterly"])])
+    assert latest[AssetKey(["marts", "ips_quarterly"])].run_id == run.run_id
+
+
+def _parse(target: Path, work_db: str) -> list[str]:
+    """The names of the events of `dbt parse` against ``work_db`` in ``target``."""
+    parse = DbtInThread(
+        ["parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target),
+         "--log-path", str(target), "--log-level", "none", "--vars", json.dumps({"work_db": work_db})]
+    )  # fmt: skip
+    names = [json.loads(line)["info"]["name"] for line in parse.stdout]
+    assert parse.wait() == 0, names
+    return names
+
+
+def test_dbt_keeps_the_parse_state_of_each_warehouse(sample_warehouse, tmp_path):
+    paths = resolve_paths(warehouse=sample_warehouse)
+    # the state kept after the sample build lets dbt skip parsing the next night (same warehouse, same vars) ...
+    shutil.copyfile(paths.dbt_parse_state, tmp_path / "partial_parse.msgpack")
+    assert "UnableToPartialParse" not in _parse(tmp_path, str(paths.work_db))
+    # ... which dbt refuses for another working database: why each warehouse keeps its own
+    shutil.copyfile(paths.dbt_parse_state, tmp_path / "partial_parse.msgpack")
+    assert "UnableToPartialParse" in _parse(tmp_path, str(tmp_path / "other.work.duckdb"))
+
+
+def test_dbt_in_the_run_process_speaks_as_its_command_line(tmp_path):
+    parse = DbtInThread(
+        ["parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(tmp_path),
+         "--log-path", str(tmp_path), "--log-level", "none", "--vars", json.dumps({"work_db": ":memory:"})]
+    )  # fmt: skip
+    lines = [json.loads(line) for line in parse.stdout]
+    assert parse.wait() == 0
+    assert {"info", "data"} <= set(lines[0]) and {line["info"]["level"] for line in lines} <= {"info", "warn"}
+    assert (tmp_path / "manifest.json").exists()
+
+    broken = DbtInThread(["build", "--project-dir", str(tmp_path / "nowhere")])
+    errors = [json.loads(line)["info"] for line in broken.stdout if json.loads(line)["info"]["level"] == "error"]
+    assert broken.wait() != 0 and errors and "nowhere" in " ".join(e["msg"] for e in errors)
+
+
+@pytest.fixture(scope="module")
+def frames(sample_warehouse):
+    work = resolve_paths(warehouse=sample_warehouse).work_db
+    con = duckdb.connect(str(work), read_only=True)
+    try:
+        yield {
+            name: read_frames(con, SUITES[name]) for name in ("raw_ips_quarterly", "ips_quarterly", "outflow_summary")
+        }
+    finally:
+        con.close()
+
+
+def _same(a, b) -> None:
+    assert (a.suite, a.evaluated, a.passed) == (b.suite, b.evaluated, b.passed)
+    assert json.dumps(a.failures, default=str, sort_keys=True) == json.dumps(b.failures, default=str, sort_keys=True)
+
+
+def test_the_validator_worker_gives_the_outcomes_of_validation_in_process(frames):
+    broken = {**frames["ips_quarterly"], "rows": frames["ips_quarterly"]["rows"].copy()}
+    broken["rows"].loc[0, "paid_work_rate"] = 1.5  # a rate above 100%: the suite must fail in both places
+    validator = Validator.start()
+    try:
+        for name, data in [*frames.items(), ("ips_quarterly", broken)]:
+            _same(validator.validate(SUITES[name], data), validate(SUITES[name], data))
+        assert validator.in_worker
+        failed = validator.validate(SUITES["ips_quarterly"], broken)
+        assert not failed.success and "paid_work_rate" in failed.summary()
+        # a suite the worker does not know is validated in this process
+        extra = Suite(
+            name="made_here",
+            asset=("marts", "ips_quarterly"),
+            description="",
+            datasets=[Dataset(name="rows", sql="", key=("program_id",), expectations=lambda gxe: [
+                gxe.ExpectColumnValuesToNotBeNull(column="program_id")])],
+        )  # fmt: skip
+        assert validator.validate(extra, {"rows": frames["ips_quarterly"]["rows"]}).success
+        # a worker that died: the checks still get their outcomes
+        validator._process.kill()
+        validator._process.wait()
+        _same(validator.validate(SUITES["ips_quarterly"], broken), validate(SUITES["ips_quarterly"], broken))
+        assert not validator.in_worker
+    finally:
+        validator.close()
