@@ -60,13 +60,26 @@ class Outcome:
         return text
 
 
-def _context():
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+_batch_definitions: dict[tuple[str, str], Any] = {}  # one ephemeral GX context per process, its definitions reused
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return gx, context
+
+def _batch_definition(suite: str, dataset: str):
+    """The GX batch definition of a dataset of a suite: made once per process (each addition to a GX context saves
+    its whole configuration), then given a new DataFrame for each validation."""
+    key = (suite, dataset)
+    if key not in _batch_definitions:
+        if not _batch_definitions:
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            _batch_definitions[("", "")] = context.data_sources.add_pandas("care_outcomes")
+        source = _batch_definitions[("", "")]
+        _batch_definitions[key] = source.add_dataframe_asset(f"{suite}.{dataset}").add_batch_definition_whole_dataframe(
+            "all"
+        )
+    return _batch_definitions[key]
 
 
 def _describe(config) -> str:
@@ -98,17 +111,13 @@ def read_frames(con: duckdb.DuckDBPyConnection, suite: Suite) -> dict[str, Any]:
 
 def validate(suite: Suite, frames: dict[str, Any]) -> Outcome:
     """Validate the datasets' DataFrames against their expectations in an ephemeral GX context."""
+    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    gx, context = _context()
-    source = context.data_sources.add_pandas(suite.name)
     outcome = Outcome(suite.name)
     for dataset in suite.datasets:
-        frame = frames[dataset.name]
-        batch = (
-            source.add_dataframe_asset(dataset.name)
-            .add_batch_definition_whole_dataframe("all")
-            .get_batch(batch_parameters={"dataframe": frame})
+        batch = _batch_definition(suite.name, dataset.name).get_batch(
+            batch_parameters={"dataframe": frames[dataset.name]}
         )
         expectation_suite = gx.ExpectationSuite(
             name=f"{suite.name}.{dataset.name}", expectations=dataset.expectations(gxe)
