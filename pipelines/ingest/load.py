@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.read import Unreadable, read_cells
+from pipelines.ingest.read import Unreadable, read_cells, release_cells
 from pipelines.ingest.registry import Contract, Registry, Source
 from pipelines.ingest.validate import Rejected, validate
 from pipelines.warehouse import WarehouseFault, ensure_audit, has_table, q, storage_fault, without_values
@@ -260,10 +260,20 @@ def ingest_contract(
     ]
     loads = []
     for _, file_name, path, source in sorted(files, key=lambda f: f[:2]):
-        load = decide(con, path, file_name, source, contract, quarantine_dir, now, pseudonymise, log)
+        try:
+            load = decide(con, path, file_name, source, contract, quarantine_dir, now, pseudonymise, log)
+        finally:
+            release_rows(con)
         if load is not None:
             loads.append(load)
     return loads
+
+
+def release_rows(con) -> None:
+    """Drop the temp tables of the file just decided: the next file, dbt and the checks get the memory back."""
+    release_cells(con)
+    for table in ("_text", "_typed"):
+        con.execute(f"drop table if exists {table}")
 
 
 def last_load_id(con: duckdb.DuckDBPyConnection) -> int:

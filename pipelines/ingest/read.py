@@ -139,8 +139,9 @@ def _scan_lines(path: Path) -> _Lines:
             body, tail = text, b""
         crlf += body.count(b"\r\n")
         bare_lf += body.count(b"\n") - body.count(b"\r\n")
-        for match in _BLANK_LINE.finditer(body):
-            blank.append(line + body.count(b"\n", 0, match.start()) + 1)
+        if b"\n\n" in body or b"\n\r\n" in body:  # rare: the regular expression only where one is
+            for match in _BLANK_LINE.finditer(body):
+                blank.append(line + body.count(b"\n", 0, match.start()) + 1)
         line += body.count(b"\n")
     return _Lines(crlf, bare_lf, blank)
 
@@ -228,14 +229,20 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> Fil
     # rowid follows the file's order; the header is line 1, and the empty lines DuckDB skipped still count
     shifts = [(b - 2 - i, i + 1) for i, b in enumerate(lines.blank)]
     con.execute("create or replace temp table _shift (from_row bigint, shift bigint)")
+    shift = "0"
     if shifts:
         con.executemany("insert into _shift values (?, ?)", shifts)
-    con.execute(
-        "create or replace temp table _cells as select rowid + 2 + coalesce((select max(shift) from _shift "
-        "where from_row <= f.rowid), 0) as _row, * from _file f"
-    )
-    con.execute("drop table _file")
+        shift = "coalesce((select max(shift) from _shift where from_row <= f.rowid), 0)"
+    # a view: the file's cells are read once, into _text (validate.py), and not copied on the way
+    con.execute(f"create or replace temp view _cells as select rowid + 2 + {shift} as _row, * from _file f")
     return FileCells(header)
+
+
+def release_cells(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop ``_cells`` and the table of the file it shows, once read: a national export is gigabytes of text."""
+    con.execute("drop view if exists _cells")
+    con.execute("drop table if exists _file")
+    con.execute("drop table if exists _xlsx")
 
 
 # --- XLSX ------------------------------------------------------------------------------------
@@ -386,6 +393,7 @@ def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> Fi
         | {f"c{i}": pa.array(column, pa.string()) for i, column in enumerate(texts)}
     )
     con.register("_xlsx_arrow", table)
-    con.execute("create or replace temp table _cells as select * from _xlsx_arrow")
+    con.execute("create or replace temp table _xlsx as select * from _xlsx_arrow")
     con.unregister("_xlsx_arrow")
+    con.execute("create or replace temp view _cells as select * from _xlsx")
     return FileCells(header, sheet=name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.ingest.read import CELL_FAULT, FileCells, column_letter
+from pipelines.ingest.read import CELL_FAULT, FileCells, column_letter, release_cells
 from pipelines.ingest.registry import Contract, ContractColumn, Source
 from pipelines.warehouse import PROJECT_ROOT, lit, q
 
@@ -191,25 +191,33 @@ def build_typed(
     ]
     if mapping_rows:
         con.executemany("insert into _value_map values (?, ?, ?)", mapping_rows)
-    texts = []
+    # two steps in one statement: each cell trimmed and emptied once (s), then the labels mapped to codes by joins
+    cells, texts, joins = [], [], []
     for column in contract.columns:
+        name = q(column.name)
         if column.name in constants:
-            texts.append(f"{lit(constants[column.name])} as {q(column.name)}")
-            continue
-        if column.name not in positions:
-            texts.append(f"cast(null as varchar) as {q(column.name)}")
-            continue
-        raw = f"trim(c{positions[column.name]})"
-        cell = f"case when lower({raw}) in ({empty}) then null else {raw} end"
+            cells.append(f"{lit(constants[column.name])} as {name}")
+        elif column.name not in positions:
+            cells.append(f"cast(null as varchar) as {name}")
+        else:
+            raw = f"trim(c{positions[column.name]})"
+            cells.append(f"case when lower({raw}) in ({empty}) then null else {raw} end as {name}")
         if column.name in source.values:
-            cell = (
-                f"coalesce((select m.code from _value_map m where m.col = {lit(column.name)} "
-                f"and m.label = lower({cell})), {cell})"
+            alias = f"m{len(joins)}"
+            joins.append(
+                f"left join (select label, any_value(code) as code from _value_map where col = {lit(column.name)} "
+                f"group by label) {alias} on {alias}.label = lower(s.{name})"
             )
-        texts.append(f"{cell} as {q(column.name)}")
+            texts.append(f"coalesce({alias}.code, s.{name}) as {name}")
+        else:
+            texts.append(f"s.{name}")
     used = [f"c{i}" for i in positions.values()]
     not_blank = " or ".join(f"nullif(trim({c}), '') is not null" for c in used) or "true"
-    con.execute(f"create or replace temp table _text as select _row, {', '.join(texts)} from _cells where {not_blank}")
+    con.execute(
+        f"create or replace temp table _text as select s._row, {', '.join(texts)} "
+        f"from (select _row, {', '.join(cells)} from _cells where {not_blank}) s {' '.join(joins)}"
+    )
+    release_cells(con)
     typed = ", ".join(f"{_typed_expr(c, 't.' + q(c.name), source)} as {q(c.name)}" for c in contract.columns)
     con.execute(f"create or replace temp table _typed as select t._row, {typed} from _text t")
 
@@ -298,12 +306,16 @@ def find_problems(
             f"count(distinct md5(cast(row({others}) as varchar))) > 1",
             "have the same key but different values",
         )
+    # the keys held by more than one row first (a cheap count), then what those rows hold
+    repeats = (
+        f"select {key} from _typed where {' and '.join(q(k) + ' is not null' for k in contract.key)} "
+        f"group by {key} having count(*) > 1"
+    )
     parts.append(
         f"select min(_row), {lit(', '.join(contract.key))}, "
         f"concat_ws(', ', {', '.join(_shown(k, contract) for k in contract.key)}), "
         f"{lit(places.rows + ' ')} || string_agg(cast(_row as varchar), ', ' order by _row) || {lit(' ' + what)}, "
-        f"2000 from _typed where {' and '.join(q(k) + ' is not null' for k in contract.key)} "
-        f"group by {key} having {repeated}"
+        f"2000 from _typed join ({repeats}) using ({key}) group by {key} having {repeated}"
     )
     first_per_cell = "qualify row_number() over (partition by row_no, col order by priority) = 1"
     union = f"select * from ({' union all '.join(parts)}) {first_per_cell}"

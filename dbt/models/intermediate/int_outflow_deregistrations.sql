@@ -1,3 +1,7 @@
+{#- A table, not a view like the other intermediate models: five marts and a key test read it, and as a view each
+    of them would rank every stored deregistration again (at national scale, 10 million rows, 8-12 s each). -#}
+{{ config(materialized='table') }}
+
 {#- Care systems often re-export overlapping periods: one row per provider, client and end date,
     from the export received last. -#}
 with
