@@ -116,7 +116,7 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
         f"insert into raw.{q(contract.raw_table)} ({', '.join(map(q, raw_columns(contract)))}) "
         # the lineage columns, in the order of LINEAGE_COLUMNS
         f"select {', '.join(selected)}, (select max(load_id) from audit.file_loads), ?, ?, y._row, ? "
-        "from _typed y order by y._row",
+        "from _typed y",  # in the file's order: _typed and _text are projections and filters of the file's rows
         [source.name, file_name, now],
     )
     # which earlier files this one repeats keys of (a resubmission, or an overlapping export)

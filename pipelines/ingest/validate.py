@@ -185,14 +185,9 @@ def build_typed(
     """Create ``_text`` (trimmed, value-mapped text) and ``_typed`` (cast) from ``_cells``."""
     constants = constants or {}
     empty = ", ".join(lit(v.casefold()) for v in ("", *source.null_values))
-    con.execute("create or replace temp table _value_map (col varchar, label varchar, code varchar)")
-    mapping_rows = [
-        (column, _norm(label), code) for column, labels in source.values.items() for label, code in labels.items()
-    ]
-    if mapping_rows:
-        con.executemany("insert into _value_map values (?, ?, ?)", mapping_rows)
-    # two steps in one statement: each cell trimmed and emptied once (s), then the labels mapped to codes by joins
-    cells, texts, joins = [], [], []
+    # two steps in one statement: each cell trimmed and emptied once (s), then the labels of the source YAML mapped
+    # to codes. Projections and filters only: _text keeps the file's order (DuckDB keeps it for those, not for joins)
+    cells, texts = [], []
     for column in contract.columns:
         name = q(column.name)
         if column.name in constants:
@@ -202,20 +197,19 @@ def build_typed(
         else:
             raw = f"trim(c{positions[column.name]})"
             cells.append(f"case when lower({raw}) in ({empty}) then null else {raw} end as {name}")
-        if column.name in source.values:
-            alias = f"m{len(joins)}"
-            joins.append(
-                f"left join (select label, any_value(code) as code from _value_map where col = {lit(column.name)} "
-                f"group by label) {alias} on {alias}.label = lower(s.{name})"
-            )
-            texts.append(f"coalesce({alias}.code, s.{name}) as {name}")
+        labels = {}  # normalised label -> code, the first of equal labels winning
+        for label, code in source.values.get(column.name, {}).items():
+            labels.setdefault(_norm(label), code)
+        if labels:
+            cases = " ".join(f"when {lit(label)} then {lit(code)}" for label, code in labels.items())
+            texts.append(f"case lower(s.{name}) {cases} else s.{name} end as {name}")
         else:
             texts.append(f"s.{name}")
     used = [f"c{i}" for i in positions.values()]
     not_blank = " or ".join(f"nullif(trim({c}), '') is not null" for c in used) or "true"
     con.execute(
         f"create or replace temp table _text as select s._row, {', '.join(texts)} "
-        f"from (select _row, {', '.join(cells)} from _cells where {not_blank}) s {' '.join(joins)}"
+        f"from (select _row, {', '.join(cells)} from _cells where {not_blank}) s"
     )
     release_cells(con)
     typed = ", ".join(f"{_typed_expr(c, 't.' + q(c.name), source)} as {q(c.name)}" for c in contract.columns)
@@ -365,6 +359,7 @@ def validate(
     problems, total = find_problems(con, contract, source, Places(cells.sheet, positions, header_places.header_row))
     if problems:
         raise Rejected(problems, total)
+    con.execute("drop table _text")  # checked: the rows go on from _typed
     rows = con.execute("select count(*) from _typed").fetchall()[0][0]
     if rows == 0:
         raise Rejected([Problem(None, None, None, "the file has a header but no data rows")])
