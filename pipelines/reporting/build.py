@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
-from pipelines.reporting.common import Privacy, file_names, published_at, render, serving, slug
+from pipelines.reporting.common import Privacy, Shared, file_names, render, serving, slug
 from pipelines.reporting.ips import IpsReport, programs
 from pipelines.reporting.outflow import OutflowReport, providers
 
@@ -58,11 +58,12 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
     result = ReportSet(directory=target)
     index_programs, index_providers = [], []
     with serving(serving_file) as con:
+        shared = Shared(con)
         for p in programs(con):
             name = p["program_id"]
             path = folder / "ips" / f"{program_file_name(name)}.html"
             try:
-                report = IpsReport(con, name, None, privacy)
+                report = IpsReport(con, name, None, privacy, shared)
                 path.write_text(report.html(), encoding="utf-8")
             except Exception as exc:  # one report's fault must not cost the others theirs
                 log.exception("IPS report of %s", name)
@@ -75,14 +76,14 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
         for p in found:
             path = folder / "outflow" / f"{names[p['provider']]}.html"
             try:
-                path.write_text(OutflowReport(con, p["provider"], None, privacy).html(), encoding="utf-8")
+                path.write_text(OutflowReport(con, p["provider"], None, privacy, shared).html(), encoding="utf-8")
             except Exception as exc:
                 log.exception("outflow report of %s", p["provider"])
                 result.failed.append(f"outflow {p['provider']}: {exc}")
                 continue
             result.outflow[p["provider"]] = path
             index_providers.append({**p, "html": f"outflow/{path.name}"})
-        when = published_at(con)
+        when = shared.published
     chromium, result.pdf_problem = chromium_or_reason(chromium_setting)
     if chromium is not None:
         try:

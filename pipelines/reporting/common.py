@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import duckdb
@@ -84,6 +84,29 @@ def published_at(con: duckdb.DuckDBPyConnection) -> str:
     """When the marts in this serving file were checked (the published run), as a Dutch date."""
     when = con.execute("select max(checked_at) from audit.check_results").fetchone()[0]
     return dutch_date((when or dt.datetime.now()).date())
+
+
+class Shared:
+    """What the reports of a set read alike (national marts, reference seeds, the publish date), read once per set.
+    A report's own rows are not in here: each report reads them, with its programme or provider as the filter."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self._read: dict[tuple, list[dict]] = {}
+
+    def rows(self, sql: str, params: tuple = ()) -> list[dict]:
+        key = (sql, tuple(params))
+        if key not in self._read:
+            self._read[key] = rows(self.con, sql, params)
+        return self._read[key]
+
+    @cached_property
+    def formats(self) -> dict[str, dict]:
+        return metric_formats(self.con)
+
+    @cached_property
+    def published(self) -> str:
+        return published_at(self.con)
 
 
 MONTHS = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",

@@ -15,7 +15,7 @@ from functools import cached_property
 import duckdb
 
 from pipelines.reporting import numbers, svg
-from pipelines.reporting.common import Privacy, ReportError, metric_formats, published_at, render
+from pipelines.reporting.common import Privacy, ReportError, Shared, render
 from pipelines.warehouse import rows
 
 # the seed report's tables, by metric code (labels and formats come from the metrics seed)
@@ -109,8 +109,16 @@ def _previous(all_rows: dict[tuple[int, int], dict], year: int, quarter: int) ->
 
 
 class IpsReport:
-    def __init__(self, con: duckdb.DuckDBPyConnection, program_id: str, years: list[int] | None, privacy: Privacy):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        program_id: str,
+        years: list[int] | None,
+        privacy: Privacy,
+        shared: Shared | None = None,
+    ):
         self.con, self.program_id, self.privacy = con, program_id, privacy
+        self.shared = shared or Shared(con)
         found = rows(con, "select * from marts.ips_quarterly where program_id = ? order by year, quarter", [program_id])
         if not found:
             known = ", ".join(p["program_id"] for p in programs(con)) or "none"
@@ -121,12 +129,14 @@ class IpsReport:
             raise ReportError(f"programme {program_id!r}: no quarter reported in {', '.join(map(str, missing))}")
         self.program_name = found[-1]["program_name"]
         self.by_quarter = {(r["year"], r["quarter"]): r for r in found}
-        self.formats = metric_formats(con)
+        self.formats = self.shared.formats
         self.notes = Notes()
         placeholders = ", ".join("?" * len(self.years))
         self.national = {
             (r["year"], r["quarter"]): r
-            for r in rows(con, f"select * from marts.ips_quarterly_national where year in ({placeholders})", self.years)
+            for r in self.shared.rows(
+                f"select * from marts.ips_quarterly_national where year in ({placeholders})", self.years
+            )
         }
         self.yearly = {
             r["year"]: r
@@ -138,7 +148,9 @@ class IpsReport:
         }
         self.yearly_national = {
             r["year"]: r
-            for r in rows(con, f"select * from marts.ips_yearly_national where year in ({placeholders})", self.years)
+            for r in self.shared.rows(
+                f"select * from marts.ips_yearly_national where year in ({placeholders})", self.years
+            )
         }
         # the quarters of the report: every quarter of its years that the programme or the nation has
         self.quarters = sorted(
@@ -292,10 +304,9 @@ class IpsReport:
     @cached_property
     def benchmarks(self) -> list[dict]:
         """The published thresholds for paid work, drawn on Figure 2 and named in its caption."""
-        return rows(
-            self.con,
+        return self.shared.rows(
             "select * from reference.benchmarks where metric = 'paid_work_rate' and lower_bound > 0 "
-            "order by lower_bound",
+            "order by lower_bound"
         )
 
     def employment_thresholds(self) -> list[svg.Threshold]:
@@ -325,10 +336,9 @@ class IpsReport:
             "select * from marts.fidelity_totals where program_id = ? and is_latest_assessment",
             [self.program_id],
         )[0]
-        national = rows(
-            self.con,
+        national = self.shared.rows(
             "select count(*) as n_programs, avg(total_ips_a) as total_ips_a, avg(total_ips_o) as total_ips_o "
-            "from marts.fidelity_totals where is_latest_assessment",
+            "from marts.fidelity_totals where is_latest_assessment"
         )[0]
         shown = self.national_shown(national["n_programs"])
         sections: dict[str, list] = {}
@@ -345,7 +355,9 @@ class IpsReport:
     # ---- spread --------------------------------------------------------------------------------------------
     def spread(self) -> dict:
         year, quarter = max(k for k in self.by_quarter if k[0] in self.years)
-        bands = {(b["metric"], b["band"]): b["label_nl"] for b in rows(self.con, "select * from reference.benchmarks")}
+        bands = {
+            (b["metric"], b["band"]): b["label_nl"] for b in self.shared.rows("select * from reference.benchmarks")
+        }
         out = []
         for r in rows(
             self.con,
@@ -373,7 +385,7 @@ class IpsReport:
             "program_id": self.program_id,
             "program_name": self.program_name,
             "years": self.years,
-            "published": published_at(self.con),
+            "published": self.shared.published,
             "min_programs": self.privacy.min_programs,
             "tables": [
                 self.table(1, "Caseload en capaciteit IPS trajectbegeleiding", TABLE_1, []),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from pipelines.reporting import numbers, svg
-from pipelines.reporting.common import Privacy, ReportError, metric_formats, published_at, render
+from pipelines.reporting.common import Privacy, ReportError, Shared, render
 from pipelines.warehouse import rows
 
 # the participation ladder (participatieladder) the destinations are placed on (seed destinations.ladder_step)
@@ -54,8 +54,16 @@ def providers(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 class OutflowReport:
-    def __init__(self, con: duckdb.DuckDBPyConnection, provider: str, year: int | None, privacy: Privacy):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        provider: str,
+        year: int | None,
+        privacy: Privacy,
+        shared: Shared | None = None,
+    ):
         self.con, self.provider, self.privacy = con, provider, privacy
+        self.shared = shared or Shared(con)
         years = [r["year"] for r in rows(con, "select year from marts.outflow_summary where provider = ?", [provider])]
         if not years:
             known = ", ".join(p["provider"] for p in providers(con)) or "none"
@@ -65,7 +73,7 @@ class OutflowReport:
             raise ReportError(f"provider {provider!r}: no outflow in {self.year} (years: {sorted(years)})")
         self.previous = self.year - 1 if self.year - 1 in years else None
         self.years = [y for y in (self.previous, self.year) if y is not None]
-        self.formats = metric_formats(con)
+        self.formats = dict(self.shared.formats)  # with a line of this report's own
         self.formats["unsupported_work_count"] = {"label_nl": "Uitstroom naar betaald werk zonder jobcoach",
                                                   "number_format": "0"}  # fmt: skip
         self.summary = {
@@ -98,7 +106,7 @@ class OutflowReport:
             "where provider = ? and year in (?, ?) group by all order by o",
             [self.provider, self.year, self.previous or self.year],
         )
-        groups = rows(self.con, "select * from reference.destination_groups order by sort_order")
+        groups = self.shared.rows("select * from reference.destination_groups order by sort_order")
         by = {(r["year"], r["destination_group"]): r for r in found}
         table = []
         for g in groups:
@@ -153,7 +161,7 @@ class OutflowReport:
             "select * from marts.outflow_by_location where provider = ? and year = ? order by location",
             [self.provider, self.year],
         )
-        groups = rows(self.con, "select * from reference.destination_groups order by sort_order")
+        groups = self.shared.rows("select * from reference.destination_groups order by sort_order")
         names = sorted({r["location"] for r in found})
         by = {(r["location"], r["destination_group"]): r for r in found}
         totals = {r["location"]: r["location_outflow"] for r in found}
@@ -216,7 +224,7 @@ class OutflowReport:
             year=self.year,
             previous=self.previous,
             years=self.years,
-            published=published_at(self.con),
+            published=self.shared.published,
             this=this,
             before=before,
             pct=lambda v: numbers.percent(v, 0),
