@@ -17,7 +17,7 @@ from pipelines.serving.assets import PostgresTarget, build_serving_asset, postgr
 from pipelines.serving.postgres import dsn_from
 from pipelines.transform.assets import build_dbt_assets, mart_keys
 from pipelines.transform.project import DBT_DIR, dbt_executable, dbt_project_for
-from pipelines.warehouse import Paths, WarehouseResource, resolve_paths
+from pipelines.warehouse import Paths, WarehouseResource, memory_limit, resolve_paths
 
 
 def build_defs(
@@ -46,7 +46,7 @@ def build_defs(
         schedules=[build_nightly_schedule(registry)],
         sensors=[build_inbox_sensor(registry)],
         resources={
-            "warehouse": WarehouseResource.for_paths(paths),
+            "warehouse": WarehouseResource.for_paths(paths, memory_limit()),
             "quality": QualityResource(),
             "reports": reports or ReportsResource.from_environment(),
             **(

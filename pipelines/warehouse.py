@@ -26,6 +26,22 @@ DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "care_outcomes.duckdb"
 # Every asset that writes the working database runs in this Dagster pool (limit 1 in deploy/dagster.yaml).
 WAREHOUSE_POOL = "care_outcomes_warehouse"
 
+# How much memory DuckDB may use while building (ingest, dbt), beyond which it works on disk: a national data set
+# fits in a few gigabytes instead of taking what the machine has (DuckDB's own default is 80% of it).
+MEMORY_LIMIT_VARIABLE = "CARE_OUTCOMES_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "3GB"
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.I)
+
+
+def memory_limit(environ: Mapping[str, str] = os.environ) -> str:
+    """CARE_OUTCOMES_MEMORY_LIMIT (e.g. 3GB, 1500MB), else the default; a value DuckDB would not take is refused."""
+    value = (environ.get(MEMORY_LIMIT_VARIABLE) or DEFAULT_MEMORY_LIMIT).strip()
+    if not _SIZE.fullmatch(value):
+        raise WarehouseFault(
+            f"{MEMORY_LIMIT_VARIABLE}={value!r} is no amount of memory: write it as DuckDB does, e.g. 3GB or 1500MB"
+        )
+    return value
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -338,11 +354,15 @@ class WarehouseResource(ConfigurableResource):
     inbox: str
     warehouse: str
     sources_dirs: list[str] = []
+    memory_limit: str = DEFAULT_MEMORY_LIMIT  # DuckDB's, for the connections that build (see memory_limit())
 
     @classmethod
-    def for_paths(cls, paths: Paths) -> WarehouseResource:
+    def for_paths(cls, paths: Paths, memory: str = DEFAULT_MEMORY_LIMIT) -> WarehouseResource:
         return cls(
-            inbox=str(paths.inbox), warehouse=str(paths.warehouse), sources_dirs=[str(p) for p in paths.sources_dirs]
+            inbox=str(paths.inbox),
+            warehouse=str(paths.warehouse),
+            sources_dirs=[str(p) for p in paths.sources_dirs],
+            memory_limit=memory,
         )
 
     def paths(self) -> Paths:
@@ -364,7 +384,7 @@ class WarehouseResource(ConfigurableResource):
         """A connection to the working database, closed on exit so dbt can open it next."""
         work_db = self.paths().work_db
         work_db.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(work_db), read_only=read_only)
+        con = duckdb.connect(str(work_db), read_only=read_only, config={"memory_limit": self.memory_limit})
         try:
             yield con
         finally:

@@ -15,7 +15,7 @@ from data_quality.runner import Dataset, Suite, read_frames, validate
 from data_quality.suites import ALL_SUITES
 from data_quality.worker import Validator
 from pipelines.transform.in_process import DbtInThread
-from pipelines.transform.project import DBT_DIR
+from pipelines.transform.project import DBT_DIR, dbt_args
 from pipelines.warehouse import resolve_paths
 
 SUITES = {s.name: s for s in ALL_SUITES}
@@ -47,8 +47,8 @@ def test_the_refresh_records_its_run_in_dagsters_own_files(sample_warehouse):
 def _parse(target: Path, work_db: str) -> list[str]:
     """The names of the events of `dbt parse` against ``work_db`` in ``target``."""
     parse = DbtInThread(
-        ["parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target),
-         "--log-path", str(target), "--log-level", "none", "--vars", json.dumps({"work_db": work_db})]
+        dbt_args("parse", work_db, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path",
+                 str(target), "--log-path", str(target), "--log-level", "none")
     )  # fmt: skip
     names = [json.loads(line)["info"]["name"] for line in parse.stdout]
     assert parse.wait() == 0, names

@@ -15,7 +15,7 @@ from pipelines.definitions import build_defs
 from pipelines.ingest.load import raw_columns
 from pipelines.ingest.registry import CONTRACTS_DIR, RegistryError, load_registry
 from pipelines.transform.project import DBT_DIR, dbt_args, dbt_build_args
-from pipelines.warehouse import resolve_paths
+from pipelines.warehouse import DEFAULT_MEMORY_LIMIT, WarehouseFault, memory_limit, resolve_paths
 from tests.conftest import ROOT
 from tests.test_add_source import SOURCE_YAML
 
@@ -47,11 +47,23 @@ def test_dbt_gets_the_working_database_as_a_var_not_from_the_environment():
     # regression: dbt used to read CARE_OUTCOMES_WORK_DB, which the resource wrote into os.environ for each run
     args = dbt_build_args("/data/wh/care_outcomes.work.duckdb")
     assert args[:3] == ["build", "--exclude-resource-type", "unit_test"], "unit tests run in the test suite only"
-    assert json.loads(args[args.index("--vars") + 1]) == {"work_db": "/data/wh/care_outcomes.work.duckdb"}
+    assert json.loads(args[args.index("--vars") + 1]) == {
+        "work_db": "/data/wh/care_outcomes.work.duckdb",
+        "memory_limit": DEFAULT_MEMORY_LIMIT,
+    }
+    assert json.loads(dbt_build_args("/w.duckdb", "1500MB")[-1])["memory_limit"] == "1500MB"
     assert dbt_args("parse", ":memory:")[0] == "parse"
     # the nightly target takes the path from the var only; the postgres target (a second engine) reads its own
     work = yaml.safe_load((DBT_DIR / "profiles.yml").read_text())["care_outcomes"]["outputs"]["work"]
     assert work["path"] == "{{ var('work_db', ':memory:') }}" and "env_var" not in str(work)
+    assert work["settings"]["memory_limit"] == f"{{{{ var('memory_limit', '{DEFAULT_MEMORY_LIMIT}') }}}}"
+
+
+def test_duckdb_memory_limit_is_a_size_duckdb_takes():
+    assert memory_limit({}) == DEFAULT_MEMORY_LIMIT
+    assert memory_limit({"CARE_OUTCOMES_MEMORY_LIMIT": " 1500MB "}) == "1500MB"
+    with pytest.raises(WarehouseFault, match="CARE_OUTCOMES_MEMORY_LIMIT='lots' is no amount of memory"):
+        memory_limit({"CARE_OUTCOMES_MEMORY_LIMIT": "lots"})
 
 
 def test_no_module_writes_the_process_environment():

@@ -119,13 +119,16 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
         "from _typed y",  # in the file's order: _typed and _text are projections and filters of the file's rows
         [source.name, file_name, now],
     )
-    # which earlier files this one repeats keys of (a resubmission, or an overlapping export)
+    # which earlier files this one repeats keys of (a resubmission, or an overlapping export); none before the first
+    table = f"raw.{q(contract.raw_table)}"
+    newest = "(select max(load_id) from audit.file_loads)"
+    if not con.execute(f"select exists (select 1 from {table} where _load_id < {newest})").fetchall()[0][0]:
+        return
     key = " and ".join(f"r.{q(k)} = n.{q(k)}" for k in contract.key)
     con.execute(
         "insert into audit.resubmissions "
-        f"select n._load_id, n._file_name, r._file_name, count(*) from raw.{q(contract.raw_table)} n "
-        f"join raw.{q(contract.raw_table)} r on {key} and r._load_id < n._load_id "
-        "where n._load_id = (select max(load_id) from audit.file_loads) group by all"
+        f"select n._load_id, n._file_name, r._file_name, count(*) from {table} n "
+        f"join {table} r on {key} and r._load_id < n._load_id where n._load_id = {newest} group by all"
     )
 
 

@@ -36,7 +36,8 @@ def build_dbt_assets(project: DbtProject, registry: Registry) -> AssetsDefinitio
 
 def _build(context, dbt: DbtCliResource, warehouse: WarehouseResource, registry: Registry, target: Path):
     paths = warehouse.paths()
-    invocation = run_dbt(dbt, dbt_build_args(paths.work_db), context, target, partial_parse=paths.dbt_parse_state)
+    args = dbt_build_args(paths.work_db, warehouse.memory_limit)
+    invocation = run_dbt(dbt, args, context, target, partial_parse=paths.dbt_parse_state)
     yield from invocation.stream()
     keep_partial_parse(target, paths.dbt_parse_state)
     if not invocation.is_successful():

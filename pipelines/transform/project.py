@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from pipelines.warehouse import PROJECT_ROOT
+from pipelines.warehouse import DEFAULT_MEMORY_LIMIT, PROJECT_ROOT
 
 DBT_DIR = PROJECT_ROOT / "dbt"
 
@@ -26,15 +26,16 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
-def dbt_args(command: str, work_db: str | os.PathLike, *options: str) -> list[str]:
-    """A dbt command against the working database, which dbt/profiles.yml takes from the var `work_db`."""
-    return [command, *options, "--vars", json.dumps({"work_db": str(work_db)})]
+def dbt_args(command: str, work_db: str | os.PathLike, *options: str, memory: str = DEFAULT_MEMORY_LIMIT) -> list[str]:
+    """A dbt command against the working database, which dbt/profiles.yml takes from the var `work_db`, with DuckDB's
+    memory limit from the var `memory_limit`."""
+    return [command, *options, "--vars", json.dumps({"work_db": str(work_db), "memory_limit": memory})]
 
 
-def dbt_build_args(work_db: str | os.PathLike) -> list[str]:
+def dbt_build_args(work_db: str | os.PathLike, memory: str = DEFAULT_MEMORY_LIMIT) -> list[str]:
     """The nightly build: seeds, models and data tests. Unit tests check SQL logic on fixed rows; they run in the
     test suite (tests/test_dbt_unit_tests.py), not every night."""
-    return dbt_args("build", work_db, "--exclude-resource-type", "unit_test")
+    return dbt_args("build", work_db, "--exclude-resource-type", "unit_test", memory=memory)
 
 
 def dbt_command(args: list[str], project_dir: Path = DBT_DIR, target_path: Path | None = None) -> list[str]:
