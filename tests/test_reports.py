@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from html import unescape
@@ -543,3 +544,24 @@ def test_one_reports_fault_does_not_cost_the_others_theirs(sample_warehouse, tmp
     assert made.failed == ["IPS LENTIS: template fault"]
     assert "not made: IPS LENTIS: template fault" in made.line()
     assert len(made.outflow) == 3 and (tmp_path / "reports" / "index.html").is_file()
+
+
+def test_a_national_set_prints_in_two_browsers_each_page_its_own_pdf(reports, tmp_path):
+    from pypdf import PdfReader
+
+    from pipelines.reporting.build import PAGES_PER_BROWSER, print_pdfs
+
+    chromium = chromium_or_skip()
+    sources = [(p, True) for p in sorted((reports / "ips").glob("*.html"))]
+    sources += [(p, False) for p in sorted((reports / "outflow").glob("*.html"))]
+    pages, is_ips = [], []
+    for i in range(PAGES_PER_BROWSER):  # enough pages for a second browser, IPS and outflow reports mixed
+        source, ips = sources[i % len(sources)]
+        pages.append(tmp_path / f"page{i:02d}.html")
+        shutil.copyfile(source, pages[-1])
+        is_ips.append(ips)
+    done = print_pdfs(chromium, pages)
+    assert done == [p.with_suffix(".pdf") for p in pages]
+    # the PDF beside each page is that page's report, whichever browser printed it
+    texts = ["\n".join(p.extract_text() for p in PdfReader(pdf).pages) for pdf in done]
+    assert [("Tabel 1" in text) for text in texts] == is_ips

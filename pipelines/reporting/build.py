@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,11 +113,22 @@ def program_file_name(program_id: str) -> str:
     return program_id if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", program_id) else slug(program_id)
 
 
+PAGES_PER_BROWSER = 20  # below this many pages a second browser costs more than it saves
+
+
 def print_pdfs(chromium: str, pages: list[Path]) -> list[Path]:
-    """A PDF beside each HTML, in one browser."""
-    done = []
+    """A PDF beside each HTML: one browser, or two side by side for a national set (1.35x as fast on 2 cores; a
+    browser costs 0.4 s to start)."""
+    browsers = min(os.cpu_count() or 1, 2) if len(pages) >= PAGES_PER_BROWSER else 1
     if not pages:
-        return done
+        return []
+    with ThreadPoolExecutor(browsers) as pool:  # the threads wait on the browsers' pipes
+        shares = list(pool.map(lambda share: _print(chromium, share), [pages[i::browsers] for i in range(browsers)]))
+    return sorted(pdf for share in shares for pdf in share)
+
+
+def _print(chromium: str, pages: list[Path]) -> list[Path]:
+    done = []
     with Chromium(chromium) as browser:
         for page in pages:
             pdf = page.with_suffix(".pdf")
