@@ -172,6 +172,13 @@ create table if not exists audit.resubmissions (
     earlier_file_name  varchar not null,
     repeated_keys      bigint not null
 );
+-- row identity: of a loaded file's rows, how many were stored (new keys, or new content for a key) and how many
+-- were the latest stored version of their key already (unchanged: not stored again)
+create table if not exists audit.row_versions (
+    load_id         integer not null,
+    rows_stored     bigint not null,
+    rows_unchanged  bigint not null
+);
 -- every publish and what it was built from (inbox files, repairs, dbt project, registry: one signature); a night
 -- whose signature equals the last publish's has nothing new
 create table if not exists audit.publishes (

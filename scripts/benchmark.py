@@ -1,11 +1,14 @@
 """`make benchmark`: the performance figures of issue 15, each beside its reference measured in the same run.
 
-    .venv/bin/python scripts/benchmark.py [--rows 2000000] [--keep DIR]
+    .venv/bin/python scripts/benchmark.py [--rows 2000000] [--national-rows 10000000] [--programmes 1000]
+                                          [--no-national] [--keep DIR]
 
-Measures, each in a child process (wall time, peak memory of its process tree): the fixed cost (five rows into a
+Measures, each in a child process (wall time, peak memory of its largest process): the fixed cost (five rows into a
 new warehouse, the whole stack), a night with nothing new, and a full refresh of a generated Dutch care-system
 export (the zorgdossier CSV variant: semicolons, cp1252 header, dd-mm-jjjj dates, Dutch labels) beside bare
-DuckDB doing the core work on the same file. Numbers go in the README; no test depends on them.
+DuckDB doing the core work on the same file; then the national data set of SPEC section 8 (hundreds of providers
+over 5 years, 1,000 programmes x 40 quarters with their fidelity assessments) beside bare DuckDB on its export.
+Numbers go in the README; no test depends on them.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ def write_programmes(inbox: Path, programmes: int, quarters: int, first_year: in
         (fidelity / f"{program.lower()}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# runs a command and prints its wall time and the peak memory of its process tree (the children it waited for)
+# runs a command and prints its wall time and the peak memory of its largest process (RUSAGE_CHILDREN: the largest
+# resident set among the children it waited for, the refresh's own process here)
 MEASURE = """
 import json, resource, subprocess, sys, time
 started = time.perf_counter()

@@ -35,6 +35,8 @@ LINEAGE_COLUMNS = {
     "_file_name": "varchar not null",
     "_source_row": "bigint not null",  # the row a person sees in the file
     "_loaded_at": "timestamp not null",
+    # the row's content (every contract column as stored): a row a later file repeats unchanged is not stored again
+    "_row_hash": "varchar",
 }
 
 
@@ -60,7 +62,24 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     ensure_audit(con)
     con.execute("create schema if not exists raw")
     columns = ", ".join(f"{q(name)} {sql_type}" for name, sql_type in raw_columns(contract).items())
-    con.execute(f"create table if not exists raw.{q(contract.raw_table)} ({columns})")
+    table = f"raw.{q(contract.raw_table)}"
+    con.execute(f"create table if not exists {table} ({columns})")
+    # a warehouse from before row identity: every stored row gets its content hash once
+    has_hash = con.execute(
+        "select count(*) from information_schema.columns where table_schema = 'raw' and table_name = ? "
+        "and column_name = '_row_hash'",
+        [contract.raw_table],
+    ).fetchall()[0][0]
+    if not has_hash:
+        con.execute(f"alter table {table} add column _row_hash varchar")
+        con.execute(f"update {table} set _row_hash = {row_hash(contract)}")
+
+
+def row_hash(contract: Contract, alias: str = "") -> str:
+    """SQL: the hash of a row's content, every contract column as stored (client ids already pseudonymised)."""
+    prefix = f"{alias}." if alias else ""
+    cells = ", ".join(f"coalesce(cast({prefix}{q(c.name)} as varchar), chr(0))" for c in contract.columns)
+    return f"md5(concat_ws(chr(31), {cells}))"
 
 
 def sha256_of(path: Path) -> str:
@@ -112,16 +131,38 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
         pseudonymise(f"y.{q(c.name)}") if c.name in contract.pseudonymise else f"y.{q(c.name)}"
         for c in contract.columns
     ]
-    con.execute(
-        f"insert into raw.{q(contract.raw_table)} ({', '.join(map(q, raw_columns(contract)))}) "
-        # the lineage columns, in the order of LINEAGE_COLUMNS
-        f"select {', '.join(selected)}, (select max(load_id) from audit.file_loads), ?, ?, y._row, ? "
-        "from _typed y",  # in the file's order: _typed and _text are projections and filters of the file's rows
-        [source.name, file_name, now],
-    )
-    # which earlier files this one repeats keys of (a resubmission, or an overlapping export); none before the first
     table = f"raw.{q(contract.raw_table)}"
     newest = "(select max(load_id) from audit.file_loads)"
+    names = [q(c.name) for c in contract.columns]
+    con.execute(
+        "create or replace temp table _incoming as select s.*, "
+        f"{row_hash(contract, 's')} as _row_hash from (select "
+        + ", ".join(f"{expr} as {name}" for expr, name in zip(selected, names, strict=True))
+        # the lineage columns, in the order of LINEAGE_COLUMNS
+        + f", {newest} as _load_id, ? as _source, ? as _file_name, y._row as _source_row, ? as _loaded_at "
+        "from _typed y) s",  # in the file's order: _typed and _text are projections and filters of the file's rows
+        [source.name, file_name, now],
+    )
+    # row identity by key and content: a row whose key's latest stored version has the same content is not stored
+    # again (a nightly full export adds its changes only); a changed row is a new version, the earlier ones stay
+    keys = ", ".join(f"r.{q(k)}" for k in contract.key)
+    same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
+    latest = (
+        f"select {keys}, r._row_hash from {table} r "
+        f"semi join _incoming n on {same_key.format(a='r', b='n')} "
+        f"qualify row_number() over (partition by {keys} order by r._load_id desc, r._source_row desc) = 1"
+    )
+    key = same_key.format(a="c", b="i")
+    stored = con.execute(
+        f"insert into {table} ({', '.join(map(q, raw_columns(contract)))}) select i.* from _incoming i "
+        f"where not exists (select 1 from ({latest}) c where {key} and c._row_hash = i._row_hash) "
+        "order by i._source_row"
+    ).fetchall()[0][0]
+    con.execute(
+        f"insert into audit.row_versions select {newest}, ?, (select count(*) from _incoming) - ?", [stored, stored]
+    )
+    con.execute("drop table _incoming")
+    # which earlier files this one repeats keys of (a resubmission, or an overlapping export); none before the first
     if not con.execute(f"select exists (select 1 from {table} where _load_id < {newest})").fetchall()[0][0]:
         return
     key = " and ".join(f"r.{q(k)} = n.{q(k)}" for k in contract.key)
@@ -133,13 +174,24 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
 
 
 def _seen(con, sha: str, file_name: str) -> list[tuple[str, str]]:
-    """Earlier decisions about these bytes, (file_name, status), oldest first; a retry request for this file
-    name makes its earlier decisions not count."""
+    """Earlier decisions about these bytes under other names, (file_name, status), oldest first."""
     return con.execute(
-        "select file_name, status from audit.file_loads f where sha256 = ? and not (file_name = ? and load_id <= "
-        "coalesce((select max(after_load_id) from audit.file_retries where file_name = ?), 0)) order by load_id",
-        [sha, file_name, file_name],
+        "select file_name, status from audit.file_loads where sha256 = ? and file_name <> ? order by load_id",
+        [sha, file_name],
     ).fetchall()
+
+
+def _handled(con, sha: str, file_name: str) -> bool:
+    """Whether these bytes are what was last decided under this name: then there is nothing to do. An export that
+    changed and changed back is decided again (its rows are compared with the latest stored versions), and a retry
+    request for the name makes its earlier decisions not count."""
+    last = con.execute(
+        "select sha256 from audit.file_loads where file_name = ? and load_id > "
+        "coalesce((select max(after_load_id) from audit.file_retries where file_name = ?), 0) "
+        "order by load_id desc limit 1",
+        [file_name, file_name],
+    ).fetchall()
+    return bool(last) and last[0][0] == sha
 
 
 def _unreadable_signature(path: Path, file_name: str) -> str:
@@ -170,15 +222,15 @@ def decide(
         sha = sha256_of(path)
     except OSError as exc:
         sha = _unreadable_signature(path, file_name)
-        if any(name == file_name for name, _ in _seen(con, sha, file_name)):
+        if _handled(con, sha, file_name):
             return None
         reason = f"{file_name}: could not be read: {exc.strerror or type(exc).__name__} (its bytes could not be kept)"
         return _decided(
             con, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), now, quarantine_dir.parent
         )
-    seen = _seen(con, sha, file_name)
-    if any(name == file_name for name, _ in seen):
+    if _handled(con, sha, file_name):
         return None
+    seen = _seen(con, sha, file_name)
     if seen:
         first, status = seen[0]
         return _decided(
@@ -371,6 +423,28 @@ def retract(con: duckdb.DuckDBPyConnection, registry: Registry, file_name: str) 
     if state is None or state.status != "loaded":
         what = "was never decided" if state is None else f"is {state.status}"
         raise RepairRefused(f"{file_name} {what}: only a loaded file can be retracted (see `care-outcomes files`)")
+    # a later file's rows that were this file's unchanged are stored once, with this file: they would go with it
+    contract = registry.sources[state.source].contract if state.source in registry.sources else None
+    siblings = [s.name for s in registry.sources.values() if s.contract == contract]
+    repeating = (
+        [
+            name
+            for (name,) in con.execute(
+                "select f.file_name from audit.row_versions v join audit.file_loads f using (load_id) "
+                "where v.load_id > ? and v.rows_unchanged > 0 and f.source in (select unnest(?)) and not exists "
+                "(select 1 from audit.file_retractions r where r.load_id = f.load_id) order by f.load_id",
+                [state.load_id, siblings],
+            ).fetchall()
+        ]
+        if has_table(con, "audit", "row_versions")
+        else []
+    )
+    if repeating:
+        raise RepairRefused(
+            f"{file_name} cannot be retracted: later files repeat rows of it unchanged ({', '.join(repeating)}), "
+            "which are stored once, with it. Retract those first (the newest first), or run "
+            "`care-outcomes refresh --rebuild` to load the inbox anew without it"
+        )
     tables = [c.raw_table for c in registry.contracts.values() if has_table(con, "raw", c.raw_table)]
     con.execute("begin transaction")
     try:

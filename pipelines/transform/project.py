@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -77,17 +79,33 @@ def manifest_is_stale(project: DbtProject) -> bool:
 
 
 def ensure_manifest(project: DbtProject | None = None) -> None:
-    """Run `dbt parse` when the manifest is missing or older than any file of the dbt project."""
+    """Run `dbt parse` when the manifest is missing or older than any file of the dbt project. One process parses
+    at a time (a lock file), into a folder of its own; the manifest and the parse state are then moved in whole, so
+    a refresh starting meanwhile never reads half a manifest."""
     project = project or dbt_project_for(prepare=False)
     if not manifest_is_stale(project):
         return
-    done = subprocess.run(
-        dbt_command(dbt_args("parse", ":memory:", "--quiet"), Path(project.project_dir)), capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        error = next((i for i, line in enumerate(lines) if "Error" in line), max(len(lines) - 3, 0))
-        raise DbtParseError("dbt parse failed: " + " ".join(" ".join(lines[error : error + 4]).split()))
+    target = Path(project.manifest_path).parent
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / ".parse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not manifest_is_stale(project):  # another process parsed while this one waited
+            return
+        with tempfile.TemporaryDirectory(prefix=".parse-", dir=target) as parsed:
+            if (target / "partial_parse.msgpack").exists():  # dbt parses only what changed
+                shutil.copyfile(target / "partial_parse.msgpack", Path(parsed) / "partial_parse.msgpack")
+            done = subprocess.run(
+                dbt_command(dbt_args("parse", ":memory:", "--quiet"), Path(project.project_dir), Path(parsed)),
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+                error = next((i for i, line in enumerate(lines) if "Error" in line), max(len(lines) - 3, 0))
+                raise DbtParseError("dbt parse failed: " + " ".join(" ".join(lines[error : error + 4]).split()))
+            for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: it marks the parse done
+                if (Path(parsed) / name).exists():
+                    os.replace(Path(parsed) / name, target / name)
 
 
 def dbt_var(name: str, project_dir: Path = DBT_DIR):
