@@ -133,18 +133,24 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
     ]
     table = f"raw.{q(contract.raw_table)}"
     newest = "(select max(load_id) from audit.file_loads)"
-    names = [q(c.name) for c in contract.columns]
-    con.execute(
-        "create or replace temp table _incoming as select s.*, "
-        f"{row_hash(contract, 's')} as _row_hash from (select "
-        + ", ".join(f"{expr} as {name}" for expr, name in zip(selected, names, strict=True))
+    columns = ", ".join(map(q, raw_columns(contract)))
+    incoming = (
+        f"select s.*, {row_hash(contract, 's')} as _row_hash from (select "
+        + ", ".join(f"{expr} as {q(c.name)}" for expr, c in zip(selected, contract.columns, strict=True))
         # the lineage columns, in the order of LINEAGE_COLUMNS
         + f", {newest} as _load_id, ? as _source, ? as _file_name, y._row as _source_row, ? as _loaded_at "
-        "from _typed y) s",  # in the file's order: _typed and _text are projections and filters of the file's rows
-        [source.name, file_name, now],
+        "from _typed y) s"  # in the file's order: _typed and _text are projections and filters of the file's rows
     )
+    lineage = [source.name, file_name, now]
+    rows = con.execute("select count(*) from _typed").fetchall()[0][0]
+    earlier = con.execute(f"select exists (select 1 from {table})").fetchall()[0][0]
+    if not earlier:  # the table's first file: every row is new
+        con.execute(f"insert into {table} ({columns}) {incoming}", lineage)
+        con.execute(f"insert into audit.row_versions select {newest}, ?, 0", [rows])
+        return
     # row identity by key and content: a row whose key's latest stored version has the same content is not stored
     # again (a nightly full export adds its changes only); a changed row is a new version, the earlier ones stay
+    con.execute(f"create or replace temp table _incoming as {incoming}", lineage)
     keys = ", ".join(f"r.{q(k)}" for k in contract.key)
     same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
     latest = (
@@ -152,19 +158,14 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
         f"semi join _incoming n on {same_key.format(a='r', b='n')} "
         f"qualify row_number() over (partition by {keys} order by r._load_id desc, r._source_row desc) = 1"
     )
-    key = same_key.format(a="c", b="i")
     stored = con.execute(
-        f"insert into {table} ({', '.join(map(q, raw_columns(contract)))}) select i.* from _incoming i "
-        f"where not exists (select 1 from ({latest}) c where {key} and c._row_hash = i._row_hash) "
+        f"insert into {table} ({columns}) select i.* from _incoming i where not exists "
+        f"(select 1 from ({latest}) c where {same_key.format(a='c', b='i')} and c._row_hash = i._row_hash) "
         "order by i._source_row"
     ).fetchall()[0][0]
-    con.execute(
-        f"insert into audit.row_versions select {newest}, ?, (select count(*) from _incoming) - ?", [stored, stored]
-    )
+    con.execute(f"insert into audit.row_versions select {newest}, ?, ?", [stored, rows - stored])
     con.execute("drop table _incoming")
-    # which earlier files this one repeats keys of (a resubmission, or an overlapping export); none before the first
-    if not con.execute(f"select exists (select 1 from {table} where _load_id < {newest})").fetchall()[0][0]:
-        return
+    # which earlier files this one repeats keys of (a resubmission, or an overlapping export)
     key = " and ".join(f"r.{q(k)} = n.{q(k)}" for k in contract.key)
     con.execute(
         "insert into audit.resubmissions "
