@@ -126,7 +126,10 @@ def _keep_bytes(path: Path, sha: str, quarantine_dir: Path) -> None:
         raise storage_fault(exc, quarantine_dir) or exc from None
 
 
-def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: dt.datetime, pseudonymise) -> None:
+def _insert_rows(
+    con, contract: Contract, source: Source, file_name: str, now: dt.datetime, pseudonymise, rows: int
+) -> None:
+    """Store the rows of _typed (``rows`` of them) that are new or changed, and record what was stored."""
     selected = [
         pseudonymise(f"y.{q(c.name)}") if c.name in contract.pseudonymise else f"y.{q(c.name)}"
         for c in contract.columns
@@ -142,7 +145,6 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
         "from _typed y) s"  # in the file's order: _typed and _text are projections and filters of the file's rows
     )
     lineage = [source.name, file_name, now]
-    rows = con.execute("select count(*) from _typed").fetchall()[0][0]
     earlier = con.execute(f"select exists (select 1 from {table})").fetchall()[0][0]
     if not earlier:  # the table's first file: every row is new
         con.execute(f"insert into {table} ({columns}) {incoming}", lineage)
@@ -153,18 +155,23 @@ def _insert_rows(con, contract: Contract, source: Source, file_name: str, now: d
     con.execute(f"create or replace temp table _incoming as {incoming}", lineage)
     keys = ", ".join(f"r.{q(k)}" for k in contract.key)
     same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
-    latest = (
-        f"select {keys}, r._row_hash from {table} r "
+    # the latest stored version of each key the file holds (none for a programme's first file, say)
+    con.execute(
+        f"create or replace temp table _latest as select {keys}, r._row_hash from {table} r "
         f"semi join _incoming n on {same_key.format(a='r', b='n')} "
         f"qualify row_number() over (partition by {keys} order by r._load_id desc, r._source_row desc) = 1"
     )
+    repeats = con.execute("select exists (select 1 from _latest)").fetchall()[0][0]
     stored = con.execute(
         f"insert into {table} ({columns}) select i.* from _incoming i where not exists "
-        f"(select 1 from ({latest}) c where {same_key.format(a='c', b='i')} and c._row_hash = i._row_hash) "
+        f"(select 1 from _latest c where {same_key.format(a='c', b='i')} and c._row_hash = i._row_hash) "
         "order by i._source_row"
     ).fetchall()[0][0]
     con.execute(f"insert into audit.row_versions select {newest}, ?, ?", [stored, rows - stored])
     con.execute("drop table _incoming")
+    con.execute("drop table _latest")
+    if not repeats:  # no key of this file was stored before: it resubmits nothing
+        return
     # which earlier files this one repeats keys of (a resubmission, or an overlapping export)
     key = " and ".join(f"r.{q(k)} = n.{q(k)}" for k in contract.key)
     con.execute(
@@ -262,7 +269,7 @@ def decide(
     con.execute("begin transaction")
     try:
         _record(con, load, now)
-        _insert_rows(con, contract, source, file_name, now, pseudonymise)
+        _insert_rows(con, contract, source, file_name, now, pseudonymise, rows)
         con.execute("commit")
     except Exception as exc:
         with contextlib.suppress(duckdb.Error):  # a failed statement may have ended the transaction already
