@@ -90,19 +90,21 @@ def prestart() -> None:
         _prestarted = Validator.start()
 
 
-def discard_prestarted() -> None:
-    """Stop the prestarted worker where no run took it."""
+def _take_prestarted() -> Validator | None:
     global _prestarted
     validator, _prestarted = _prestarted, None
-    if validator is not None:
+    return validator
+
+
+def discard_prestarted() -> None:
+    """Stop the prestarted worker where no run took it."""
+    if (validator := _take_prestarted()) is not None:
         validator.close()
 
 
 def take() -> Validator:
     """The prestarted worker, else a new one."""
-    global _prestarted
-    validator, _prestarted = _prestarted, None
-    return validator or Validator.start()
+    return _take_prestarted() or Validator.start()
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:

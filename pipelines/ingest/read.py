@@ -228,9 +228,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> Fil
             raise Unreadable(_csv_error(exc, line_of)) from None
     # rowid follows the file's order; the header is line 1, and the empty lines DuckDB skipped still count
     shifts = [(b - 2 - i, i + 1) for i, b in enumerate(lines.blank)]
-    con.execute("create or replace temp table _shift (from_row bigint, shift bigint)")
     shift = "0"
     if shifts:
+        con.execute("create or replace temp table _shift (from_row bigint, shift bigint)")
         con.executemany("insert into _shift values (?, ?)", shifts)
         shift = "coalesce((select max(shift) from _shift where from_row <= f.rowid), 0)"
     # a view: the file's cells are read once, into _text (validate.py), and not copied on the way

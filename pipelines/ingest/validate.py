@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipelines.ingest.read import CELL_FAULT, FileCells, column_letter, release_cells
-from pipelines.ingest.registry import Contract, ContractColumn, Source
+from pipelines.ingest.registry import Contract, ContractColumn, ContractRule, Source
 from pipelines.warehouse import PROJECT_ROOT, lit, q
 
 MAX_REPORTED = 5
@@ -267,6 +267,12 @@ def _rule_columns(contract: Contract, check: str) -> list[str]:
     return [c.name for c in contract.columns if re.search(rf"\b{re.escape(c.name)}\b", check)]
 
 
+def _breaks(contract: Contract, rule: ContractRule) -> str:
+    """SQL over y=_typed: the row breaks the rule (a rule over an empty cell is not judged)."""
+    known = " and ".join(f"y.{q(c)} is not null" for c in _rule_columns(contract, rule.check)) or "true"
+    return f"{known} and not ({rule.check})"
+
+
 def find_problems(
     con: duckdb.DuckDBPyConnection, contract: Contract, source: Source, places: Places | None = None
 ) -> tuple[list[Problem], int]:
@@ -287,12 +293,11 @@ def find_problems(
         )
     for rule in contract.rules:
         columns = _rule_columns(contract, rule.check)
-        known = " and ".join(f"y.{q(c)} is not null" for c in columns) or "true"
         values = " || ', ' || ".join(f"'{c}=' || {_shown(c, contract, 'y.')}" for c in columns) or "''"
         parts.append(
             f"select y._row, {lit(', '.join(columns))}, {values}, "
             f"{lit('breaks rule: ' + rule.name + ' (' + rule.check + ')')}, 1000 "
-            f"from _typed y where {known} and not ({rule.check})"
+            f"from _typed y where {_breaks(contract, rule)}"
         )
     key = ", ".join(q(k) for k in contract.key)
     others = ", ".join(q(c.name) for c in contract.columns)
@@ -337,11 +342,7 @@ def _any_problem(con: duckdb.DuckDBPyConnection, contract: Contract, checks: lis
     """Whether any cell breaks a check, any row a rule, or any key repeats: one pass over the rows each, where
     telling the problems apart costs a query of dozens of parts."""
     cells = " or ".join(f"({condition})" for _, condition, _ in checks) or "false"
-    rules = " or ".join(
-        f"({' and '.join(f'y.{q(c)} is not null' for c in _rule_columns(contract, r.check)) or 'true'} "
-        f"and not ({r.check}))"
-        for r in contract.rules
-    )
+    rules = " or ".join(f"({_breaks(contract, rule)})" for rule in contract.rules)
     return con.execute(
         f"select exists (select 1 from _text t join _typed y using (_row) where {cells}) "
         f"or exists (select 1 from _typed y where {rules or 'false'}) "
