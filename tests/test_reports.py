@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from pipelines.reporting import numbers
 from pipelines.reporting.build import write_reports
 from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
-from pipelines.reporting.common import Privacy, file_names, serving, slug
-from pipelines.reporting.ips import IpsReport
-from pipelines.reporting.outflow import OutflowReport, suppressed_cells
+from pipelines.reporting.common import Privacy, Shared, file_names, serving, slug
+from pipelines.reporting.ips import IpsReport, programs
+from pipelines.reporting.outflow import OutflowReport, providers, suppressed_cells
 from tests.conftest import ROOT, clean_env
 
 # GGNet's counts behind Tables 1-3 of the seed report (SPEC section 7): year, quarter, caseload, new, fte, paid,
@@ -293,6 +293,29 @@ def test_a_programme_report_holds_no_other_programme(reports, serving):
     for other_id, _ in others:
         other = (reports / "ips" / f"{other_id}.html").read_text(encoding="utf-8")
         assert "GGNet" not in other and "GGNET" not in other
+
+
+def test_a_whole_set_reads_each_mart_once_and_gives_every_report_what_it_reads_alone(sample_warehouse):
+    """The nightly set reads each mart once for every report (Shared(whole_set=True)); each report must be exactly
+    the one made on its own, which reads its programme's or provider's rows only."""
+    privacy = Privacy(3)
+    with serving(sample_warehouse) as con:
+        whole = Shared(con, whole_set=True)
+        program_ids = [p["program_id"] for p in programs(con)]
+        provider_names = [p["provider"] for p in providers(con)]
+        assert len(program_ids) >= 3 and len(provider_names) >= 2
+        for program_id in program_ids:
+            assert (
+                IpsReport(con, program_id, None, privacy, whole).html()
+                == IpsReport(con, program_id, None, privacy).html()
+            )
+        for provider in provider_names:
+            together = OutflowReport(con, provider, None, privacy, whole).html()
+            assert together == OutflowReport(con, provider, None, privacy).html()
+        mart_reads = {sql for sql, _, _ in whole._grouped}
+        assert len(mart_reads) == len(whole._grouped)  # one read per mart, whatever the number of reports
+        # a programme's earlier years: its latest quarter in those years, from the same one read per year asked
+        assert IpsReport(con, "GGNET", [2017], privacy, whole).html() == IpsReport(con, "GGNET", [2017], privacy).html()
 
 
 def test_national_figures_need_enough_programmes(sample_warehouse):

@@ -59,7 +59,7 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
     result = ReportSet(directory=target)
     index_programs, index_providers = [], []
     with serving(serving_file) as con:
-        shared = Shared(con)
+        shared = Shared(con, whole_set=True)
         for p in programs(con):
             name = p["program_id"]
             path = folder / "ips" / f"{program_file_name(name)}.html"

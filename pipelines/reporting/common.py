@@ -15,7 +15,7 @@ import duckdb
 import jinja2
 
 from pipelines.reporting import numbers
-from pipelines.warehouse import rows
+from pipelines.warehouse import q, rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_MIN_COUNT = 5  # per-location outflow counts below this show as '<5'
@@ -87,18 +87,37 @@ def published_at(con: duckdb.DuckDBPyConnection) -> str:
 
 
 class Shared:
-    """What the reports of a set read alike (national marts, reference seeds, the publish date), read once per set.
-    A report's own rows are not in here: each report reads them, with its programme or provider as the filter."""
+    """What the reports read: what they read alike (national marts, reference seeds, the publish date) once per set,
+    and each report's own rows through ``own``.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection):
+    ``whole_set``: the reports of every programme and provider are made, so ``own`` reads a mart once for all of them
+    and hands each report its own rows (one query per mart instead of one per report: 8,800 queries and 22 s for a
+    national set); otherwise (one report) ``own`` reads that report's rows only."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, whole_set: bool = False):
         self.con = con
+        self.whole_set = whole_set
         self._read: dict[tuple, list[dict]] = {}
+        self._grouped: dict[tuple, dict[object, list[dict]]] = {}
 
     def rows(self, sql: str, params: tuple = ()) -> list[dict]:
         key = (sql, tuple(params))
         if key not in self._read:
             self._read[key] = rows(self.con, sql, params)
         return self._read[key]
+
+    def own(self, sql: str, column: str, value: object, params: tuple = ()) -> list[dict]:
+        """The rows of ``sql`` whose ``column`` is ``value`` (one programme's or provider's), in the query's order.
+        ``sql`` says where that filter goes with ``{own}``, before any ``?`` of ``params``."""
+        if not self.whole_set:
+            return rows(self.con, sql.format(own=f"{q(column)} = ?"), (value, *params))
+        key = (sql, column, tuple(params))
+        if key not in self._grouped:
+            grouped: dict[object, list[dict]] = {}
+            for row in rows(self.con, sql.format(own="true"), params):
+                grouped.setdefault(row[column], []).append(row)
+            self._grouped[key] = grouped
+        return self._grouped[key].get(value, [])
 
     @cached_property
     def formats(self) -> dict[str, dict]:

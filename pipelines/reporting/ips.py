@@ -65,17 +65,6 @@ class Row:
     note: int | None = None
 
 
-def latest_years(con: duckdb.DuckDBPyConnection, program_id: str, how_many: int = 2) -> list[int]:
-    years = [
-        r[0]
-        for r in con.execute(
-            "select distinct year from marts.ips_quarterly where program_id = ? order by year desc limit ?",
-            [program_id, how_many],
-        ).fetchall()
-    ]
-    return sorted(years)
-
-
 def programs(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return rows(
         con,
@@ -119,11 +108,13 @@ class IpsReport:
     ):
         self.con, self.program_id, self.privacy = con, program_id, privacy
         self.shared = shared or Shared(con)
-        found = rows(con, "select * from marts.ips_quarterly where program_id = ? order by year, quarter", [program_id])
+        found = self.shared.own(
+            "select * from marts.ips_quarterly where {own} order by year, quarter", "program_id", program_id
+        )
         if not found:
             known = ", ".join(p["program_id"] for p in programs(con)) or "none"
             raise ReportError(f"programme {program_id!r}: not in marts.ips_quarterly (programmes: {known})")
-        self.years = sorted(years) if years else latest_years(con, program_id)
+        self.years = sorted(years) if years else sorted({r["year"] for r in found})[-2:]  # the two most recent
         missing = [y for y in self.years if y not in {r["year"] for r in found}]
         if missing:
             raise ReportError(f"programme {program_id!r}: no quarter reported in {', '.join(map(str, missing))}")
@@ -140,11 +131,8 @@ class IpsReport:
         }
         self.yearly = {
             r["year"]: r
-            for r in rows(
-                con,
-                f"select * from marts.ips_yearly where program_id = ? and year in ({placeholders})",
-                [program_id, *self.years],
-            )
+            for r in self.shared.own("select * from marts.ips_yearly where {own}", "program_id", program_id)
+            if r["year"] in self.years
         }
         self.yearly_national = {
             r["year"]: r
@@ -324,17 +312,15 @@ class IpsReport:
 
     # ---- fidelity ------------------------------------------------------------------------------------------
     def fidelity(self) -> dict | None:
-        items = rows(
-            self.con,
-            "select * from marts.fidelity_items where program_id = ? and is_latest_assessment order by sort_order",
-            [self.program_id],
+        items = self.shared.own(
+            "select * from marts.fidelity_items where {own} and is_latest_assessment order by sort_order",
+            "program_id",
+            self.program_id,
         )
         if not items:
             return None
-        totals = rows(
-            self.con,
-            "select * from marts.fidelity_totals where program_id = ? and is_latest_assessment",
-            [self.program_id],
+        totals = self.shared.own(
+            "select * from marts.fidelity_totals where {own} and is_latest_assessment", "program_id", self.program_id
         )[0]
         national = self.shared.rows(
             "select count(*) as n_programs, avg(total_ips_a) as total_ips_a, avg(total_ips_o) as total_ips_o "
@@ -359,11 +345,14 @@ class IpsReport:
             (b["metric"], b["band"]): b["label_nl"] for b in self.shared.rows("select * from reference.benchmarks")
         }
         out = []
-        for r in rows(
-            self.con,
+        # the programme's latest quarter in the report's years, said in SQL so that a whole set reads it at once
+        for r in self.shared.own(
             "select l.* from marts.ips_benchmark_long l join reference.metrics m using (metric) "
-            "where l.program_id = ? and l.year = ? and l.quarter = ? order by m.sort_order",
-            [self.program_id, year, quarter],
+            "where {own} and l.year * 4 + l.quarter = (select max(x.year * 4 + x.quarter) from marts.ips_quarterly x "
+            "where x.program_id = l.program_id and x.year <= ?) order by m.sort_order",
+            "program_id",
+            self.program_id,
+            (max(self.years),),
         ):
             fmt = _format(r["metric"], self.formats, averaged=True)
             suppressed = r["national_suppressed"] or not self.national_shown(r["n_programs"])

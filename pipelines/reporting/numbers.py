@@ -12,16 +12,7 @@ import math
 EMPTY = ""  # what an empty figure prints as; reports add a footnote saying why
 
 
-def _grouped(text: str) -> str:
-    """'1234567.5' -> '1.234.567,5'."""
-    sign = "-" if text.startswith("-") else ""
-    whole, _, decimals = text.lstrip("-").partition(".")
-    groups = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    return sign + ".".join(groups) + ("," + decimals if decimals else "")
+DUTCH = str.maketrans({",": ".", ".": ","})  # Python's '1,234.5' as '1.234,5'
 
 
 def _missing(value: float | int | None) -> bool:
@@ -32,10 +23,10 @@ def number(value: float | int | None, decimals: int = 0) -> str:
     """12.3456 -> '12,35' (decimals=2); 1234 -> '1.234'; None/NaN -> ''."""
     if _missing(value):
         return EMPTY
-    text = f"{round(float(value), decimals) + 0.0:.{decimals}f}"
-    if text.startswith("-") and float(text) == 0:
+    text = f"{round(float(value), decimals) + 0.0:,.{decimals}f}"
+    if text.startswith("-") and not text.strip("-0.,"):
         text = text[1:]  # no '-0,00'
-    return _grouped(text)
+    return text.translate(DUTCH)
 
 
 def percent(fraction: float | None, decimals: int = 2) -> str:

@@ -64,7 +64,8 @@ class OutflowReport:
     ):
         self.con, self.provider, self.privacy = con, provider, privacy
         self.shared = shared or Shared(con)
-        years = [r["year"] for r in rows(con, "select year from marts.outflow_summary where provider = ?", [provider])]
+        summary = self.shared.own("select * from marts.outflow_summary where {own}", "provider", provider)
+        years = [r["year"] for r in summary]
         if not years:
             known = ", ".join(p["provider"] for p in providers(con)) or "none"
             raise ReportError(f"provider {provider!r}: not in marts.outflow_summary (providers: {known})")
@@ -78,7 +79,7 @@ class OutflowReport:
                                                   "number_format": "0"}  # fmt: skip
         self.summary = {
             r["year"]: {**r, "unsupported_work_count": r["paid_work_count"] - r["supported_work_count"]}
-            for r in rows(con, "select * from marts.outflow_summary where provider = ?", [provider])
+            for r in summary
         }
 
     def summary_table(self) -> list[dict]:
@@ -99,15 +100,14 @@ class OutflowReport:
         return out
 
     def groups(self) -> tuple[list[dict], str]:
-        found = rows(
-            self.con,
-            "select year, destination_group, any_value(destination_group_label) as label, min(sort_order) as o, "
-            "sum(outflow_count) as n, sum(outflow_share) as share from marts.outflow_by_destination "
-            "where provider = ? and year in (?, ?) group by all order by o",
-            [self.provider, self.year, self.previous or self.year],
+        found = self.shared.own(
+            "select provider, year, destination_group, sum(outflow_count) as n, sum(outflow_share) as share "
+            "from marts.outflow_by_destination where {own} group by all",
+            "provider",
+            self.provider,
         )
         groups = self.shared.rows("select * from reference.destination_groups order by sort_order")
-        by = {(r["year"], r["destination_group"]): r for r in found}
+        by = {(r["year"], r["destination_group"]): r for r in found if r["year"] in self.years}
         table = []
         for g in groups:
             cells = {y: by.get((y, g["destination_group"])) for y in self.years}
@@ -129,13 +129,11 @@ class OutflowReport:
         return table, svg.bar_chart(chart)
 
     def destinations(self) -> tuple[list[dict], str]:
-        found = rows(
-            self.con,
-            "select * from marts.outflow_by_destination where provider = ? and year in (?, ?) order by sort_order",
-            [self.provider, self.year, self.previous or self.year],
+        found = self.shared.own(
+            "select * from marts.outflow_by_destination where {own} order by sort_order", "provider", self.provider
         )
         order: dict[str, dict] = {}
-        for r in found:
+        for r in (r for r in found if r["year"] in self.years):
             order.setdefault(r["destination"], {"label": r["destination_label"], "group": r["destination_group"]})
             order[r["destination"]][r["year"]] = r
         table = [
@@ -156,11 +154,13 @@ class OutflowReport:
         return table, chart
 
     def locations(self) -> dict:
-        found = rows(
-            self.con,
-            "select * from marts.outflow_by_location where provider = ? and year = ? order by location",
-            [self.provider, self.year],
-        )
+        found = [
+            r
+            for r in self.shared.own(
+                "select * from marts.outflow_by_location where {own} order by location", "provider", self.provider
+            )
+            if r["year"] == self.year
+        ]
         groups = self.shared.rows("select * from reference.destination_groups order by sort_order")
         names = sorted({r["location"] for r in found})
         by = {(r["location"], r["destination_group"]): r for r in found}
@@ -187,15 +187,16 @@ class OutflowReport:
     def ladder(self) -> dict:
         shares = {
             r["year"]: r
-            for r in rows(self.con, "select * from marts.outflow_ladder where provider = ?", [self.provider])
+            for r in self.shared.own("select * from marts.outflow_ladder where {own}", "provider", self.provider)
         }
         cells = {
             (r["step_start"], r["step_end"]): r["n"]
-            for r in rows(
-                self.con,
-                "select step_start, step_end, n from marts.outflow_ladder_transitions where provider = ? and year = ?",
-                [self.provider, self.year],
+            for r in self.shared.own(
+                "select provider, year, step_start, step_end, n from marts.outflow_ladder_transitions where {own}",
+                "provider",
+                self.provider,
             )
+            if r["year"] == self.year
         }
         matrix = [
             {"step": s, "label": LADDER[s], "cells": [cells.get((s, e), 0) for e in LADDER],
