@@ -34,7 +34,27 @@ class PersistentSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._schema_seen: set[tuple[str, str]] = set()
         super().__init__(base_dir, inst_data)
+
+    # Dagster asks, before storing nearly every asset and check event, whether a table or column of a newer schema
+    # is there: a new connection and a reflection each time (~500 times, ~1 s a refresh). A table or column that is
+    # there stays there (migrations only add), so a yes is remembered; a no is asked again.
+    def has_table(self, table_name: str) -> bool:
+        if ("table", table_name) in self._schema_seen:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._schema_seen.add(("table", table_name))
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        if ("asset_keys column", column_name) in self._schema_seen:
+            return True
+        found = super()._has_asset_key_col_on_connection(conn, column_name)
+        if found:
+            self._schema_seen.add(("asset_keys column", column_name))
+        return found
 
     def _engine(self, shard: str) -> Engine:
         engine = self._engines.get(shard)
@@ -62,6 +82,7 @@ class PersistentSqliteEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self._close_all()
+        self._schema_seen.clear()
         super().wipe()
 
     def dispose(self) -> None:

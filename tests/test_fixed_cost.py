@@ -22,7 +22,7 @@ SUITES = {s.name: s for s in ALL_SUITES}
 
 
 def test_the_refresh_records_its_run_in_dagsters_own_files(sample_warehouse):
-    from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+    from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRunStatus
     from dagster._core.storage.event_log import SqliteEventLogStorage
 
     from pipelines.instance import PersistentSqliteEventLogStorage
@@ -42,6 +42,10 @@ def test_the_refresh_records_its_run_in_dagsters_own_files(sample_warehouse):
     # the cross-run index the UI's asset pages read
     latest = plain.get_latest_materialization_events([AssetKey(["marts", "ips_quarterly"])])
     assert latest[AssetKey(["marts", "ips_quarterly"])].run_id == run.run_id
+    # and the check executions its asset pages list (stored once the storage knew the table was there)
+    check = AssetCheckKey(AssetKey(["marts", "ips_quarterly"]), "gx_ips_quarterly")
+    history = plain.get_asset_check_execution_history(check, limit=5)
+    assert history and history[0].run_id == run.run_id and history[0].status.value == "SUCCEEDED"
 
 
 def _parse(target: Path, work_db: str) -> list[str]:

@@ -493,6 +493,7 @@ def test_reports_render_offline_in_chromium_and_print_on_a4(reports, tmp_path):
     assert len(pdf.pages) >= 3
     for p in pdf.pages:
         assert abs(float(p.mediabox.width) - 595.3) < 2 and abs(float(p.mediabox.height) - 841.9) < 2, "A4"
+    assert "/StructTreeRoot" in pdf.trailer["/Root"], "a tagged PDF: its structure for a screen reader"
     text = "\n".join(p.extract_text() for p in pdf.pages)
     assert "Tabel 1" in text and "11,90" in text and "1.400,00%" in text
     outflow = PdfReader(reports / "outflow" / "ict-maatwerk.pdf")

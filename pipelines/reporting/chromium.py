@@ -161,7 +161,14 @@ class Chromium:
         self.open(html)
         result = self.call(
             "Page.printToPDF",
-            {"preferCSSPageSize": True, "printBackground": True, "displayHeaderFooter": False},
+            # tagged: headings, tables and reading order for a screen reader (accessible PDF, as Dutch public
+            # bodies must publish); it costs a third of the print time (0.13 s to 0.19 s for a programme's report)
+            {
+                "preferCSSPageSize": True,
+                "printBackground": True,
+                "displayHeaderFooter": False,
+                "generateTaggedPDF": True,
+            },
             session=self.session,
         )
         tmp = pdf.with_name(f".{pdf.name}.tmp")
