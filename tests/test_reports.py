@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.reporting import numbers
+from pipelines.reporting import common, numbers
 from pipelines.reporting.build import write_reports
 from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
 from pipelines.reporting.common import Privacy, Shared, file_names, serving, slug
@@ -589,3 +589,45 @@ def test_a_national_set_prints_in_two_browsers_each_page_its_own_pdf(reports, tm
     # the PDF beside each page is that page's report, whichever browser printed it
     texts = ["\n".join(p.extract_text() for p in PdfReader(pdf).pages) for pdf in done]
     assert [("Tabel 1" in text) for text in texts] == is_ips
+
+
+def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its_pdf(sample_warehouse, tmp_path):
+    """A report whose figures did not change is not made and printed again: the set before's HTML and PDF go into
+    the new set, with the date of the marts they were made from; a report that changed is made anew."""
+    chromium = chromium_or_skip()
+    # the night before: the same marts, published a week earlier
+    earlier = tmp_path / "earlier.duckdb"
+    shutil.copyfile(sample_warehouse, earlier)
+    with duckdb.connect(str(earlier)) as con:
+        con.execute("update audit.check_results set checked_at = checked_at - interval 7 day")
+        before_date = con.execute("select max(checked_at) from audit.check_results").fetchone()[0].date()
+    target = tmp_path / "reports"
+    first = write_reports(earlier, target, Privacy(3, min_count=5), chromium)
+    assert first.unchanged == 0 and len(first.pdfs) == len(first.ips) + len(first.outflow)
+    first_set = target.resolve()
+
+    # tonight: the same marts, and a lower threshold for per-location counts (the outflow reports change)
+    second = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
+    second_set = target.resolve()
+    assert second.unchanged == len(second.ips) == 6, "every programme report says what it said"
+    assert f"; {second.unchanged} unchanged from the set before" in second.line()
+    assert len(second.pdfs) == len(second.ips) + len(second.outflow)
+    for name in (p.name for p in (first_set / "ips").glob("*.html")):
+        for suffix in (".html", ".pdf"):
+            old, new = first_set / "ips" / name, second_set / "ips" / name
+            assert (second_set / "ips" / Path(name).with_suffix(suffix)).samefile(old.with_suffix(suffix)), name
+        assert "uit de marts van " + common.dutch_date(before_date) in new.read_text(encoding="utf-8")
+    changed = second_set / "outflow" / "ict-maatwerk.html"
+    assert not changed.samefile(first_set / "outflow" / "ict-maatwerk.html")
+    assert (second_set / "outflow" / "ict-maatwerk.pdf").stat().st_mtime >= changed.stat().st_mtime
+    assert "uit de marts van " + common.dutch_date(before_date) not in changed.read_text(encoding="utf-8")
+    # the index is tonight's, and links every report's PDF
+    index = unescape((second_set / "index.html").read_text(encoding="utf-8"))
+    assert common.dutch_date(before_date) not in index and index.count(".pdf") >= len(second.pdfs)
+
+    # without Chromium tonight, a report taken over comes without its PDF, as every other report does
+    third = write_reports(sample_warehouse, target, Privacy(3, min_count=3), "off")
+    assert third.unchanged == 9 and not third.pdfs and not list(target.resolve().rglob("*.pdf"))
+    # the night after, with Chromium again: the reports are taken over, their PDFs made anew
+    fourth = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
+    assert fourth.unchanged == 0 and len(fourth.pdfs) == 9

@@ -71,7 +71,8 @@ def feedback_reports(context: AssetExecutionContext, warehouse: WarehouseResourc
     context.log.info(made.line())
     common = {
         "index": MetadataValue.path(str(paths.reports_dir / "index.html")),
-        "pdf": MetadataValue.text(f"{len(made.pdfs)} made" if made.pdf_problem is None else made.pdf_problem),
+        "pdf": MetadataValue.text(f"{len(made.pdfs)} in the set" if made.pdf_problem is None else made.pdf_problem),
+        "unchanged": made.unchanged,  # reports (HTML and PDF) taken over from the set before
         "not_made": MetadataValue.json(made.failed),
         "seconds": round(made.seconds, 2),
     }

@@ -3,11 +3,17 @@
 They are written into a new folder and published by turning the ``reports`` link to it (``os.replace`` of a
 symbolic link), so a reader sees last night's set or tonight's, never a mix; the set before stays beside it for a
 reader still holding its files, older ones are removed.
+
+A report that says tonight exactly what it said in the set before (everything but the date of its marts) is that
+report: its HTML and PDF are taken over (hard links), keeping the date of the marts it was made from. On a national
+night where only outflow exports came, 1,000 programme reports are not printed again (0.2 s of Chromium each).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import re
@@ -25,6 +31,8 @@ from pipelines.reporting.outflow import OutflowReport, providers
 
 log = logging.getLogger(__name__)
 SETS_DIR = ".reports"  # beside the link: the published set and the one before
+CONTENTS = "contents.json"  # in a set: each report's digest, what it says apart from the date of its marts
+DATE_MARK = "\x00marts-date\x00"  # where a report's date goes, while its digest is taken
 
 
 @dataclass
@@ -33,6 +41,7 @@ class ReportSet:
     ips: dict[str, Path] = field(default_factory=dict)  # program_id -> HTML
     outflow: dict[str, Path] = field(default_factory=dict)  # provider -> HTML
     pdfs: list[Path] = field(default_factory=list)
+    unchanged: int = 0  # reports taken over from the set before (HTML and PDF), the same in all but their date
     pdf_problem: str | None = None  # why there are no PDFs
     failed: list[str] = field(default_factory=list)  # reports that could not be made, with the reason
     seconds: float = 0.0
@@ -41,6 +50,8 @@ class ReportSet:
         """The refresh summary's line."""
         made = f"{len(self.ips)} IPS, {len(self.outflow)} outflow in {self.directory}/index.html"
         pdf = f"PDF {len(self.pdfs)}" if self.pdf_problem is None else f"no PDF: {self.pdf_problem}"
+        if self.unchanged:
+            pdf += f"; {self.unchanged} unchanged from the set before"
         failed = f"; not made: {'; '.join(self.failed)}" if self.failed else ""
         return f"reports:   {made} ({pdf}){failed}"
 
@@ -57,15 +68,28 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
     (folder / "ips").mkdir()
     (folder / "outflow").mkdir()
     result = ReportSet(directory=target)
+    chromium, result.pdf_problem = chromium_or_reason(chromium_setting)
+    before = Before.of(target, with_pdf=chromium is not None)
     index_programs, index_providers = [], []
+    to_print: list[Path] = []
     with serving(serving_file) as con:
         shared = Shared(con, whole_set=True)
+        when = shared.published
+        shared.published = DATE_MARK
+
+        def write(path: Path, html: str) -> None:
+            if before.take(path, html):
+                result.unchanged += 1
+            else:
+                path.write_text(html.replace(DATE_MARK, when), encoding="utf-8")
+                to_print.append(path)
+
         for p in programs(con):
             name = p["program_id"]
             path = folder / "ips" / f"{program_file_name(name)}.html"
             try:
                 report = IpsReport(con, name, None, privacy, shared)
-                path.write_text(report.html(), encoding="utf-8")
+                write(path, report.html())
             except Exception as exc:  # one report's fault must not cost the others theirs
                 log.exception("IPS report of %s", name)
                 result.failed.append(f"IPS {name}: {exc}")
@@ -77,20 +101,22 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
         for p in found:
             path = folder / "outflow" / f"{names[p['provider']]}.html"
             try:
-                path.write_text(OutflowReport(con, p["provider"], None, privacy, shared).html(), encoding="utf-8")
+                write(path, OutflowReport(con, p["provider"], None, privacy, shared).html())
             except Exception as exc:
                 log.exception("outflow report of %s", p["provider"])
                 result.failed.append(f"outflow {p['provider']}: {exc}")
                 continue
             result.outflow[p["provider"]] = path
             index_providers.append({**p, "html": f"outflow/{path.name}"})
-        when = shared.published
-    chromium, result.pdf_problem = chromium_or_reason(chromium_setting)
     if chromium is not None:
         try:
-            result.pdfs = print_pdfs(chromium, [*result.ips.values(), *result.outflow.values()])
+            print_pdfs(chromium, to_print)
         except ChromiumUnavailable as exc:
             result.pdf_problem = str(exc)
+    pages = [*result.ips.values(), *result.outflow.values()]
+    if result.pdf_problem is None:
+        result.pdfs = sorted(p.with_suffix(".pdf") for p in pages if p.with_suffix(".pdf").exists())
+    before.record(folder, pages)
     for entry in index_programs + index_providers:
         pdf = folder / Path(entry["html"]).with_suffix(".pdf")
         entry["pdf"] = pdf.relative_to(folder).as_posix() if pdf.exists() else None
@@ -135,6 +161,58 @@ def _print(chromium: str, pages: list[Path]) -> list[Path]:
             browser.pdf(page, pdf)
             done.append(pdf)
     return done
+
+
+class Before:
+    """The set published before, as far as tonight's reports can take over from it."""
+
+    def __init__(self, folder: Path | None, digests: dict[str, str], with_pdf: bool):
+        self.folder, self.with_pdf = folder, with_pdf
+        self.digests = digests  # of the set before: report (relative path) -> digest
+        self.made: dict[str, str] = {}  # of tonight's set
+
+    @classmethod
+    def of(cls, target: Path, with_pdf: bool) -> Before:
+        folder = target.resolve() if target.is_symlink() else None
+        try:
+            digests = json.loads((folder / CONTENTS).read_text(encoding="utf-8")) if folder else {}
+        except (OSError, ValueError):  # no set before, or one of an earlier version: every report is made anew
+            digests = {}
+        return cls(folder, digests if isinstance(digests, dict) else {}, with_pdf)
+
+    def take(self, path: Path, html: str) -> bool:
+        """Whether the report at ``path`` (``html`` with the date marked) is the set before's, and was taken over:
+        its HTML, and its PDF where PDFs are made (a report without one is made anew, to get it)."""
+        name = f"{path.parent.name}/{path.name}"
+        digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
+        self.made[name] = digest
+        if self.folder is None or self.digests.get(name) != digest:
+            return False
+        old = self.folder / name
+        files = [old, old.with_suffix(".pdf")] if self.with_pdf else [old]
+        if not all(f.is_file() for f in files):
+            return False
+        try:
+            for f in files:
+                _link_or_copy(f, path.with_name(f.name))
+        except OSError:
+            for f in files:
+                path.with_name(f.name).unlink(missing_ok=True)
+            return False
+        return True
+
+    def record(self, folder: Path, pages: list[Path]) -> None:
+        """Write tonight's digests into its set, for the reports it holds."""
+        held = {f"{p.parent.name}/{p.name}" for p in pages}
+        contents = {k: v for k, v in sorted(self.made.items()) if k in held}
+        (folder / CONTENTS).write_text(json.dumps(contents, indent=0), encoding="utf-8")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
 
 
 def publish_set(folder: Path, target: Path) -> None:
