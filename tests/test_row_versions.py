@@ -99,3 +99,64 @@ def test_a_file_whose_rows_later_files_repeat_is_not_retracted(night):
     # the latest file has nothing after it: it can go, with the one row it added
     assert retract(night.con, night.registry, "outflow/tuesday.csv") == 1
     assert night.con.execute("select count(*) from raw.outflow").fetchall() == [(1,)]
+
+
+def _programme_night(inbox, n_files: int) -> None:
+    """Files of every fate in one night, in a known order (modification times): programmes' files, a resubmission
+    that changes a key another file brought earlier the same night, one file's bytes again under another name, a
+    file with a bad cell and one with a key twice."""
+    folder = inbox / "ips_quarterly"
+    folder.mkdir(parents=True)
+    header = "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,"
+    header += "outflow_successful,outflow_unsuccessful"
+    files = {}
+    for p in range(n_files):
+        lines = [f"P{p:03d},Programma {p},{2018 + q // 4},{q % 4 + 1},{40 + p + q},5,4.0,10,5,1,1,1" for q in range(8)]
+        files[f"p{p:03d}.csv"] = "\n".join([header, *lines]) + "\n"
+    files["p005-correction.csv"] = files["p005.csv"].replace(",5,4.0,10,", ",6,4.0,12,")  # a later version
+    files["p007-copy.csv"] = files["p007.csv"]  # the same bytes again: a duplicate
+    files["p009.csv"] = files["p009.csv"].replace(",4.0,10,", ",vier,10,", 1)  # a bad cell: quarantined
+    lines = files["p011.csv"].splitlines()
+    files["p011.csv"] = "\n".join([*lines, lines[-1].replace(",5,4.0,", ",7,4.0,")]) + "\n"  # a key twice, unlike
+    for i, (name, text) in enumerate(files.items()):
+        (folder / name).write_text(text, encoding="utf-8")
+        os.utime(folder / name, (1_700_000_000 + i, 1_700_000_000 + i))
+
+
+@pytest.mark.parametrize("read_alone_above", [None, 490])
+def test_files_read_ahead_are_decided_as_one_at_a_time(tmp_path, monkeypatch, read_alone_above):
+    """The ingest reads and checks the next files on other connections while it stores one (READ_AHEAD): every
+    file's fate, the stored rows and their versions are exactly those of deciding the files one at a time on one
+    connection; a file above the size for reading ahead is read in its turn."""
+    from pipelines.ingest import load
+
+    if read_alone_above is not None:  # some files read ahead, some in their turn
+        monkeypatch.setattr(load, "PREPARE_AHEAD_BYTES", read_alone_above)
+    registry = load_registry(())
+    contract = registry.contracts["ips_quarterly"]
+    outcomes = []
+    for how in ("read ahead", "one at a time"):
+        paths = resolve_paths(inbox=tmp_path / how / "inbox", warehouse=tmp_path / how / "wh" / "co.duckdb")
+        _programme_night(paths.inbox, 30)
+        prepare_warehouse(paths)
+        with duckdb.connect(str(paths.work_db)) as con:
+            if how == "read ahead":
+                loads = ingest_contract(con, registry, contract, paths.inbox, paths.quarantine_dir)
+            else:
+                monkeypatch.setattr(load, "READ_AHEAD", 0)
+                loads = ingest_contract(con, registry, contract, paths.inbox, paths.quarantine_dir)
+            stored = con.execute(
+                "select * exclude (_loaded_at) from raw.ips_quarterly order by _load_id, _source_row"
+            ).fetchall()
+            audit = con.execute(
+                "select load_id, file_name, status, rows_loaded, error from audit.file_loads order by load_id"
+            ).fetchall()
+            versions = con.execute("select * from audit.row_versions order by load_id").fetchall()
+            resubmissions = con.execute("select * from audit.resubmissions order by all").fetchall()
+        outcomes.append((loads, stored, audit, versions, resubmissions))
+    assert outcomes[0] == outcomes[1]
+    loads, stored, audit, versions, resubmissions = outcomes[0]
+    fates = {load.file_name.split("/")[-1]: load.status for load in loads}
+    assert fates["p009.csv"] == fates["p011.csv"] == "quarantined" and fates["p007-copy.csv"] == "duplicate"
+    assert sum(status == "loaded" for status in fates.values()) == 29
+    assert versions[-1][1:] == (8, 0) and resubmissions  # the correction: 8 changed rows, a resubmission of p005

@@ -46,10 +46,22 @@ def install_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key.ljust(64, b"\0")
-    ipad = bytes(b ^ 0x36 for b in key)
-    opad = bytes(b ^ 0x5C for b in key)
+    _install_pads(con, bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key))
+
+
+def _install_pads(con: duckdb.DuckDBPyConnection, ipad: bytes, opad: bytes) -> None:
     con.execute("create or replace temp table _hmac_key (ipad blob, opad blob)")
     con.execute("insert into _hmac_key values (?, ?)", [ipad, opad])
+
+
+def copy_key(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection) -> None:
+    """The key installed in ``source``, if any, into ``target`` (another connection: temp tables are its own)."""
+    installed = source.execute(
+        "select count(*) from duckdb_tables() where temporary and table_name = '_hmac_key'"
+    ).fetchall()[0][0]
+    if installed:
+        ipad, opad = source.execute("select ipad, opad from _hmac_key").fetchall()[0]
+        _install_pads(target, ipad, opad)
 
 
 def hmac_sql(expr: str) -> str:
