@@ -9,6 +9,7 @@ in a plausible range.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 
 import duckdb
@@ -364,12 +365,21 @@ def _unless_pseudonym(value: str, contract: Contract) -> str:
 
 
 def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
-    """Make each reference CSV of the contract (e.g. the fidelity item catalogue seed) a temp table ref_<name>."""
+    """Make each reference CSV of the contract (e.g. the fidelity item catalogue seed) a temp table ref_<name>, once
+    per connection and file (a seed does not change during a run; reading it costs 3 ms, for every file)."""
+    loaded = _references_loaded.setdefault(con, {})
     for name, csv in contract.references.items():
+        if loaded.get(name) == csv:
+            continue
         con.execute(
             f"create or replace temp table {q('ref_' + name)} as select * from read_csv(?, header = true)",
             [str(PROJECT_ROOT / csv)],
         )
+        loaded[name] = csv
+
+
+# per connection (while it lives): the reference CSV each of its ref_<name> temp tables holds
+_references_loaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def validate(
