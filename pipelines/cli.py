@@ -196,13 +196,11 @@ def _refresh(
     force: bool,
     postgres_dsn: str | None,
 ) -> RefreshReport | NothingNew:
-    from dagster import DagsterInstance
-
-    from pipelines.definitions import build_defs
+    # what can say no (a bad setting, a missing key) or "nothing new" comes first, before Dagster and dbt are loaded
     from pipelines.ingest.load import check_inbox, last_load_id, loads_after, waiting_in_quarantine
     from pipelines.ingest.pseudonymise import require_key_for
     from pipelines.ingest.registry import load_registry
-    from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome, inbox_news
+    from pipelines.news import inbox_news
     from pipelines.serving.publish import NEWS_TAG, forget_publish, remove_leftovers
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
     from pipelines.warehouse import prepare_warehouse, storage_fault, writer_lock
@@ -218,6 +216,11 @@ def _refresh(
             with reading(paths) as con:
                 waiting = len(waiting_in_quarantine(con, paths.inbox))
             return NothingNew(paths, unchanged_since, waiting)
+        from dagster import DagsterInstance
+
+        from pipelines.definitions import build_defs
+        from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
+
         moved = prepare_warehouse(paths, rebuild=rebuild)
         ensure_manifest(dbt_project_for(project_dir, prepare=False))
         job = build_defs(paths, project_dir, postgres_dsn=postgres_dsn).resolve_job_def(REFRESH_JOB_NAME)

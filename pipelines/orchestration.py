@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 from dagster import (
     AssetKey,
     AssetSelection,
@@ -28,14 +26,14 @@ from dagster import (
     sensor,
 )
 
-from pipelines.ingest.load import FileLoad, inbox_files
-from pipelines.ingest.registry import CONTRACTS_DIR, Registry
+from pipelines.ingest.load import FileLoad
+from pipelines.ingest.registry import Registry
+from pipelines.news import inbox_news, inbox_snapshot, new_files
 from pipelines.quality.checks import severity_of
 from pipelines.reporting.assets import IPS_REPORTS_KEY, REPORTS_LINE
 from pipelines.serving.assets import POSTGRES_KEY, POSTGRES_LINE, ROWS_PER_MART, SERVING_KEY
 from pipelines.serving.publish import NEWS_TAG
-from pipelines.transform.project import project_files
-from pipelines.warehouse import Paths, WarehouseResource, has_table, storage_fault
+from pipelines.warehouse import WarehouseResource, storage_fault
 
 REFRESH_JOB_NAME = "refresh"
 WRITER_TAG = "care_outcomes/warehouse"
@@ -50,39 +48,6 @@ refresh_job = define_asset_job(
     # at most one refresh run at a time: deploy/dagster.yaml limits runs with this tag to 1
     tags={WRITER_TAG: "writer"},
 )
-
-
-def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | None]:
-    """(signature of what a refresh would be built from now, when the last publish was built from the same).
-
-    The signature covers every inbox file of the registry's sources (path, size, modification time), the
-    repairs asked for (retries, retractions), the dbt project's files and the registry's YAML files. The
-    second value is None when anything differs or nothing was published yet: then there is news."""
-    digest = hashlib.sha256(json.dumps(inbox_snapshot(registry, paths.inbox), sort_keys=True).encode())
-    yamls = [Path(s.path) for s in registry.sources.values() if s.path] + sorted(CONTRACTS_DIR.glob("*.yaml"))
-    for path in sorted(yamls + project_files()):
-        digest.update(f"{path}|{path.stat().st_mtime_ns}|{path.stat().st_size}\n".encode())
-    repairs, last = (0, 0), None
-    if paths.work_db.exists():
-        try:
-            con = duckdb.connect(str(paths.work_db), read_only=True)
-        except duckdb.Error:  # damaged or busy: a refresh decides (and names the fault)
-            return digest.hexdigest(), None
-        try:
-            if has_table(con, "audit", "file_retractions"):
-                repairs = con.execute(
-                    "select (select count(*) from audit.file_retries), (select count(*) from audit.file_retractions)"
-                ).fetchall()[0]
-            if has_table(con, "audit", "publishes"):
-                last = con.execute(
-                    "select published_at, news_signature from audit.publishes order by published_at desc limit 1"
-                ).fetchall()
-        finally:
-            con.close()
-    digest.update(repr(tuple(repairs)).encode())
-    signature = digest.hexdigest()
-    unchanged = bool(last) and last[0][1] == signature and paths.warehouse.exists()
-    return signature, (last[0][0] if unchanged else None)
 
 
 def build_nightly_schedule(registry: Registry) -> ScheduleDefinition:
@@ -106,22 +71,6 @@ def build_nightly_schedule(registry: Registry) -> ScheduleDefinition:
         return RunRequest(tags={NEWS_TAG: signature})
 
     return nightly_refresh
-
-
-def inbox_snapshot(registry: Registry, inbox: Path) -> dict[str, list[int]]:
-    """Every file of every source folder: inbox path -> [size, mtime in ns]. Cheap: no file is read."""
-    snapshot = {}
-    for source in registry.sources.values():
-        for path in inbox_files(inbox, source):  # exactly the files the ingest will read
-            stat = path.stat()
-            snapshot[path.relative_to(inbox).as_posix()] = [stat.st_size, stat.st_mtime_ns]
-    return snapshot
-
-
-def new_files(snapshot: dict[str, list[int]], cursor: str | None) -> list[str]:
-    """Files that were not in the cursor's snapshot, or changed since."""
-    seen = json.loads(cursor) if cursor else {}
-    return sorted(name for name, signature in snapshot.items() if seen.get(name) != signature)
 
 
 def build_inbox_sensor(registry: Registry) -> SensorDefinition:

@@ -127,3 +127,17 @@ def test_the_validator_worker_gives_the_outcomes_of_validation_in_process(frames
         assert not validator.in_worker
     finally:
         validator.close()
+
+
+def test_a_night_with_nothing_new_is_answered_without_loading_dagster_dbt_or_dbt():
+    """`pipelines.news` answers "nothing new" for the command line, the schedule and the sensor; it stays light, so
+    that such a night costs about a second (dagster-dbt and dbt alone take 1.5-2 s to import)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, pipelines.news, pipelines.transform.project; "
+        "print(sorted(m for m in ('dagster_dbt', 'dbt.cli.main', 'great_expectations') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
