@@ -7,6 +7,8 @@ from pathlib import Path
 import duckdb
 import openpyxl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.ingest.load import ingest_contract
 from pipelines.ingest.registry import load_registry
@@ -285,3 +287,17 @@ def test_dutch_fidelity_form_with_an_unexpected_name_is_quarantined(tmp_path):
     load, _ = ingest_fidelity(tmp_path, "ips_fidelity_formulier", "meting zuid.xlsx", path.read_bytes())
     assert load.status == "quarantined"
     assert "value 'meting zuid.xlsx'" in load.error and "the file name does not match" in load.error
+
+
+@given(st.binary(max_size=80).map(lambda b: bytes(b"ab\r\n\n"[x % 5] for x in b)), st.integers(1, 9))
+def test_lines_are_counted_alike_whatever_the_chunks(data, size):
+    """Line ends and empty lines (which DuckDB skips and a person counts) are found as in the whole text, wherever
+    the chunks of a large file fall (inside a CRLF, or between the two line ends around an empty line), over bytes
+    and over the text of a copy."""
+    from pipelines.ingest.read import _BLANK_LINE, _scan_chunks
+
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    crlf = data.count(b"\r\n")
+    whole = (crlf, data.count(b"\n") - crlf, [data.count(b"\n", 0, m.start()) + 1 for m in _BLANK_LINE.finditer(data)])
+    for scanned in (_scan_chunks(chunks), _scan_chunks([c.decode() for c in chunks])):
+        assert (scanned.crlf, scanned.bare_lf, scanned.blank) == whole
