@@ -1,6 +1,7 @@
 """Ingest: inbound files -> raw tables.
 
 The contracts (``contracts/``) and the sources that map files onto them (``sources/``) form the registry
-(``registry.py``). Each file is read (``read.py``), checked against its contract (``validate.py``), client ids
-are pseudonymised (``pseudonymise.py``), and ``load.decide`` chooses its fate. ``assets.py`` holds the Dagster assets.
+(``registry.py``). Each file is read (``read.py``) and checked against its contract (``validate.py``) by
+``load.prepare``; ``load.finish`` decides its fate, client ids pseudonymised (``pseudonymise.py``) on the way
+into raw. ``assets.py`` holds the Dagster assets.
 """

@@ -255,23 +255,6 @@ def prepare(
     return prepared
 
 
-def decide(
-    con,
-    path: Path,
-    file_name: str,
-    source: Source,
-    contract: Contract,
-    quarantine_dir: Path,
-    now: dt.datetime,
-    pseudonymise,
-    log: logging.Logger | None = None,
-) -> FileLoad | None:
-    """A file's fate: loaded whole, quarantined or a duplicate; None when this exact file was handled before. Only
-    a fault of the warehouse itself (a full disk, say) raises."""
-    prepared = prepare(con, path, file_name, source, contract, log)
-    return finish(con, prepared, contract, quarantine_dir, now, pseudonymise, log)
-
-
 def finish(
     con,
     prepared: Prepared,
@@ -281,8 +264,9 @@ def finish(
     pseudonymise,
     log: logging.Logger | None = None,
 ) -> FileLoad | None:
-    """The one place a prepared file's fate is decided and recorded, in the order of the run's files (the rows of
-    ``prepare``'s connection ``con`` stored, a duplicate of a file before it named)."""
+    """The one place a file's fate is decided and recorded, in the order of the run's files: loaded whole (the rows
+    ``prepare`` left in ``con`` stored), quarantined or a duplicate; None when this exact file was handled before.
+    Only a fault of the warehouse itself (a full disk, say) raises."""
     log = log or logger
     path, file_name, source, sha = prepared.path, prepared.file_name, prepared.source, prepared.sha
     if prepared.handled:
