@@ -13,6 +13,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -73,7 +74,7 @@ class Chromium:
     """A headless browser and one page; ``call`` sends a DevTools command and waits for its answer."""
 
     def __init__(self, executable: str):
-        self.profile = tempfile.TemporaryDirectory(prefix="care-outcomes-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="care-outcomes-chromium-", ignore_cleanup_errors=True)
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         # the browser's ends above fd 4, so that placing them at 3 and 4 cannot overwrite one another
@@ -88,6 +89,7 @@ class Chromium:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: the browser's helper processes end with it
             )
         except OSError as exc:
             raise ChromiumUnavailable(f"Chromium did not start: {exc}") from exc
@@ -186,6 +188,15 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # a helper process of the browser may still write into its profile folder as the browser ends: end them
+        # all, then remove the folder; what cannot be removed is left in the temporary folder, never a failed night
+        with contextlib.suppress(OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for _ in range(20):
+            shutil.rmtree(self.profile.name, ignore_errors=True)
+            if not os.path.exists(self.profile.name):
+                break
+            time.sleep(0.05)
         self.profile.cleanup()
 
     def __enter__(self) -> Chromium:
