@@ -631,3 +631,16 @@ def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its
     # the night after, with Chromium again: the reports are taken over, their PDFs made anew
     fourth = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
     assert fourth.unchanged == 0 and len(fourth.pdfs) == 9
+
+
+def test_a_browser_that_dies_costs_the_pdfs_only(sample_warehouse, tmp_path):
+    """A browser that stops at once leaves the set without PDFs and says why; the night neither waits for it nor
+    loses an HTML report."""
+    broken = tmp_path / "chromium"
+    broken.write_text("#!/bin/sh\nexit 3\n", encoding="utf-8")
+    broken.chmod(0o755)
+    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(3), str(broken))
+    assert len(made.ips) == 6 and len(made.outflow) == 3 and not made.pdfs
+    assert made.pdf_problem is not None and "Chromium stopped" in made.pdf_problem
+    assert not list((tmp_path / "reports").rglob("*.pdf"))
+    assert "Geen PDF's" in unescape((tmp_path / "reports" / "index.html").read_text(encoding="utf-8"))
