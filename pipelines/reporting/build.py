@@ -183,7 +183,7 @@ class Before:
     def take(self, path: Path, html: str) -> bool:
         """Whether the report at ``path`` (``html`` with the date marked) is the set before's, and was taken over:
         its HTML, and its PDF where PDFs are made (a report without one is made anew, to get it)."""
-        name = f"{path.parent.name}/{path.name}"
+        name = _in_set(path)
         digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
         self.made[name] = digest
         if self.folder is None or self.digests.get(name) != digest:
@@ -203,9 +203,14 @@ class Before:
 
     def record(self, folder: Path, pages: list[Path]) -> None:
         """Write tonight's digests into its set, for the reports it holds."""
-        held = {f"{p.parent.name}/{p.name}" for p in pages}
+        held = {_in_set(p) for p in pages}
         contents = {k: v for k, v in sorted(self.made.items()) if k in held}
         (folder / CONTENTS).write_text(json.dumps(contents, indent=0), encoding="utf-8")
+
+
+def _in_set(page: Path) -> str:
+    """A report's name within its set, as contents.json keys it: 'ips/GGNET.html'."""
+    return f"{page.parent.name}/{page.name}"
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
