@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
@@ -13,7 +14,7 @@ import pytest
 
 from data_quality.runner import Dataset, Suite, read_frames, validate
 from data_quality.suites import ALL_SUITES
-from data_quality.worker import Validator
+from data_quality.worker import ValidationError, Validator
 from pipelines.transform.in_process import DbtInThread
 from pipelines.transform.project import DBT_DIR, dbt_args
 from pipelines.warehouse import resolve_paths
@@ -39,6 +40,16 @@ def test_the_refresh_records_its_run_in_dagsters_own_files(sample_warehouse):
     kinds = [e.dagster_event.event_type_value for e in theirs if e.dagster_event]
     # every model and seed, and every dbt data test and GX suite as an asset check
     assert kinds.count("ASSET_MATERIALIZATION") >= 25 and kinds.count("ASSET_CHECK_EVALUATION") >= len(ALL_SUITES) + 80
+    # the mart suites are checks of one step (validated together, on both cores); a raw table's suite, its own step
+    gx_steps = {
+        e.dagster_event.event_specific_data.check_name: e.step_key
+        for e in theirs
+        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.dagster_event.event_specific_data.check_name.startswith("gx_")
+    }  # fmt: skip
+    assert set(gx_steps) == {f"gx_{s.name}" for s in ALL_SUITES}
+    assert {gx_steps[f"gx_{s.name}"] for s in ALL_SUITES if s.asset[0] != "raw"} == {"gx_marts"}
+    assert len({gx_steps[f"gx_{s.name}"] for s in ALL_SUITES if s.asset[0] == "raw"}) == 3
     # the cross-run index the UI's asset pages read
     latest = plain.get_latest_materialization_events([AssetKey(["marts", "ips_quarterly"])])
     assert latest[AssetKey(["marts", "ips_quarterly"])].run_id == run.run_id
@@ -127,6 +138,54 @@ def test_the_validator_worker_gives_the_outcomes_of_validation_in_process(frames
         assert not validator.in_worker
     finally:
         validator.close()
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (an ended one may stay a zombie until it is reaped, outside this test's reach)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def test_the_worker_validates_a_request_of_many_suites_on_two_processes(frames):
+    """The mart suites come as one request; the worker hands every other one to its helper (a fork of itself) and
+    answers in the request's order, each suite with the outcome validation in this process gives."""
+    broken = {**frames["ips_quarterly"], "rows": frames["ips_quarterly"]["rows"].copy()}
+    broken["rows"].loc[0, "paid_work_rate"] = 1.5
+    requests = [
+        (SUITES["ips_quarterly"], frames["ips_quarterly"]),
+        (SUITES["outflow_summary"], frames["outflow_summary"]),
+        (SUITES["ips_quarterly"], broken),
+        (SUITES["outflow_summary"], {}),  # no frames: this suite cannot be validated, the others still are
+        (SUITES["raw_ips_quarterly"], frames["raw_ips_quarterly"]),
+    ]
+    validator = Validator.start()
+    try:
+        answers = validator.validate_many(requests)
+        assert validator.in_worker
+        helpers = _children(validator._process.pid)
+        assert len(helpers) == 1, "the worker validates beside one helper process"
+        assert isinstance(answers[3], ValidationError) and "KeyError" in str(answers[3])
+        for (suite, data), answer in zip(requests, answers, strict=True):
+            if data:
+                _same(answer, validate(suite, data))
+        assert not answers[2].success and answers[0].success
+        assert validator.validate_many([]) == []
+        assert [a.suite for a in validator.validate_many(requests[:1])] == ["ips_quarterly"]  # a request of one
+    finally:
+        validator.close()
+    # the helper ends with its worker: nothing is left running
+    for _ in range(100):
+        if not any(map(_running, helpers)):
+            break
+        time.sleep(0.05)
+    assert not any(map(_running, helpers))
 
 
 def test_a_night_with_nothing_new_is_answered_without_loading_dagster_dbt_or_dbt():
