@@ -180,12 +180,14 @@ def refresh(
     """Run ingest, dbt build, checks and publish once, as the Dagster job `refresh` in this process; or nothing,
     when nothing changed since the last publish (unless ``force``)."""
     from data_quality import worker
+    from pipelines.transform import worker as dbt_worker
 
     worker.prestart()  # Great Expectations loads in its own process while this one loads Dagster
     try:
         return _refresh(paths, verbose, dbt_project_dir, rebuild, force, postgres_dsn)
     finally:
         worker.discard_prestarted()  # a night with nothing new, or a run that did not start
+        dbt_worker.discard_prestarted()  # the dbt worker, after its command or unused
 
 
 def _refresh(
@@ -216,6 +218,9 @@ def _refresh(
             with reading(paths) as con:
                 waiting = len(waiting_in_quarantine(con, paths.inbox))
             return NothingNew(paths, unchanged_since, waiting)
+        from pipelines.transform import worker as dbt_worker
+
+        dbt_worker.prestart()  # dbt loads in a process of its own while this one loads Dagster
         from dagster import DagsterInstance
 
         from pipelines.definitions import build_defs

@@ -15,7 +15,8 @@ import pytest
 from data_quality.runner import Dataset, Suite, read_frames, validate
 from data_quality.suites import ALL_SUITES
 from data_quality.worker import ValidationError, Validator
-from pipelines.transform.in_process import DbtInThread
+from pipelines.transform import worker as dbt_worker
+from pipelines.transform.in_process import DbtInThread, DbtInWorker
 from pipelines.transform.project import DBT_DIR, dbt_args
 from pipelines.warehouse import resolve_paths
 
@@ -80,19 +81,46 @@ def test_dbt_keeps_the_parse_state_of_each_warehouse(sample_warehouse, tmp_path)
     assert "UnableToPartialParse" in _parse(tmp_path, str(tmp_path / "other.work.duckdb"))
 
 
-def test_dbt_in_the_run_process_speaks_as_its_command_line(tmp_path):
-    parse = DbtInThread(
-        ["parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(tmp_path),
-         "--log-path", str(tmp_path), "--log-level", "none", "--vars", json.dumps({"work_db": ":memory:"})]
-    )  # fmt: skip
-    lines = [json.loads(line) for line in parse.stdout]
-    assert parse.wait() == 0
-    assert {"info", "data"} <= set(lines[0]) and {line["info"]["level"] for line in lines} <= {"info", "warn"}
-    assert (tmp_path / "manifest.json").exists()
+def _in_worker(args):
+    dbt_worker.prestart()
+    return DbtInWorker(dbt_worker.take(), args)
 
-    broken = DbtInThread(["build", "--project-dir", str(tmp_path / "nowhere")])
-    errors = [json.loads(line)["info"] for line in broken.stdout if json.loads(line)["info"]["level"] == "error"]
-    assert broken.wait() != 0 and errors and "nowhere" in " ".join(e["msg"] for e in errors)
+
+@pytest.mark.parametrize("where", [DbtInThread, _in_worker], ids=["in a thread", "in the worker"])
+def test_dbt_in_the_run_process_speaks_as_its_command_line(tmp_path, where):
+    try:
+        parse = where(
+            ["parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(tmp_path),
+             "--log-path", str(tmp_path), "--log-level", "none", "--vars", json.dumps({"work_db": ":memory:"})]
+        )  # fmt: skip
+        lines = [json.loads(line) for line in parse.stdout]
+        assert parse.wait() == 0
+        assert {"info", "data"} <= set(lines[0]) and {line["info"]["level"] for line in lines} <= {"info", "warn"}
+        assert (tmp_path / "manifest.json").exists()
+    finally:
+        dbt_worker.discard_prestarted()
+    try:
+        broken = where(["build", "--project-dir", str(tmp_path / "nowhere")])
+        errors = [json.loads(line)["info"] for line in broken.stdout if json.loads(line)["info"]["level"] == "error"]
+        assert broken.wait() != 0 and errors and "nowhere" in " ".join(e["msg"] for e in errors)
+    finally:
+        dbt_worker.discard_prestarted()
+
+
+def test_the_dbt_worker_serves_one_command_and_a_worker_that_dies_ends_it(tmp_path):
+    dbt_worker.prestart()
+    try:
+        process = dbt_worker.take()
+        assert process is not None and dbt_worker.take() is None, "one command: the run it was started for"
+        build = DbtInWorker(process, ["build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
+                                      "--target-path", str(tmp_path), "--log-path", str(tmp_path)])  # fmt: skip
+        next(iter(build.stdout))  # dbt has started
+        process.kill()  # killed (out of memory, say): the command ends with an error, it does not hang
+        rest = [json.loads(line)["info"] for line in build.stdout]
+        assert build.wait() == 2 and rest[-1]["level"] == "error" and "worker process ended" in rest[-1]["msg"]
+    finally:
+        dbt_worker.discard_prestarted()
+    assert dbt_worker.take() is None
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,19 @@
-"""dbt run by its programmatic runner (dbtRunner) in this process, with dagster-dbt's events and lineage.
+"""dbt run by its programmatic runner (dbtRunner), with dagster-dbt's events and lineage.
 
 `DbtCliResource.cli()` starts `dbt --version` and then dbt itself as two new Python processes, and initialises a dbt
-adapter in this one: about 5 s of every refresh before dbt does any work. Here the same command runs in a thread of
-the run's process. dbt's events reach dagster-dbt as the JSON lines its subprocess would have printed, so
-`DbtCliInvocation` turns them into the same materializations and asset checks, subsets selected in the UI included.
+adapter in this one: about 5 s of every refresh before dbt does any work. Here the same command runs in a worker
+process the command line started at the beginning of the refresh (`worker.py`: dbt imported beside the run's own
+start), else in a thread of the run's process. dbt's events reach dagster-dbt as the JSON lines its subprocess would
+have printed, so `DbtCliInvocation` turns them into the same materializations and asset checks, subsets selected in
+the UI included.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,82 +23,90 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource
 from dagster_dbt.asset_utils import extract_runtime_selection_from_args, get_updated_cli_invocation_params_for_context
 from packaging import version
 
+from pipelines.transform import worker
+
 PARTIAL_PARSE = "partial_parse.msgpack"
-LEVELS = ("info", "warn", "error")  # what dbt prints at its default log level, and dagster-dbt reads
 
 
-class DbtInThread:
-    """What DbtCliInvocation uses of a dbt process (args, stdout lines, wait, returncode), for dbtRunner in a thread."""
+class _DbtCommand:
+    """What DbtCliInvocation uses of a dbt process (args, stdout lines, wait, returncode, send_signal)."""
 
     def __init__(self, args: Sequence[str]):
         self.args = ["dbt", *args]  # shown as the command in Dagster's log
         self.returncode: int | None = None
-        self.exception: BaseException | None = None
         self.stdout = self
         self.closed = False
-        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, args=(list(args),), name="dbt", daemon=True)
-        self._thread.start()
 
-    def _run(self, args: list[str]) -> None:
-        from dbt.cli.main import dbtRunner
+    def _lines(self) -> Iterator[bytes]:
+        raise NotImplementedError
 
-        try:
-            result = dbtRunner(callbacks=[self._on_event]).invoke(args)
-            self.exception = result.exception
-            self.returncode = 0 if result.success else 2 if result.exception else 1  # as the dbt command exits
-        except BaseException as exc:  # noqa: BLE001 - reported as dbt's failure, never lost in the thread
-            self.exception, self.returncode = exc, 2
-        finally:
-            _close_duckdb()
-            if self.exception is not None:
-                self._lines.put(_error_line(self.exception))
-            self._lines.put(None)
-
-    def _on_event(self, msg) -> None:
-        if msg.info.level in LEVELS:
-            from dbt_common.events.functions import msg_to_json
-
-            self._lines.put(msg_to_json(msg).encode())
-
-    # the parts of subprocess.Popen that DbtCliInvocation reads
     def __iter__(self) -> Iterator[bytes]:
-        while (line := self._lines.get()) is not None:
-            yield line
+        yield from self._lines()
         self.closed = True
 
-    def __enter__(self) -> DbtInThread:
+    def __enter__(self) -> _DbtCommand:
         return self
 
     def __exit__(self, *exc) -> None:
         self.closed = True
 
     def wait(self, timeout: float | None = None) -> int | None:
-        self._thread.join(timeout)
+        if not self.closed:  # the end of the output is the end of the command
+            for _line in self:
+                pass
         return self.returncode
 
     def send_signal(self, _signal) -> None:
-        """An interrupted run: dbt in this process has no signal to receive; its thread ends with the process."""
+        """An interrupted run: the command ends with the run's process (the worker: when its output is not read)."""
 
 
-def _close_duckdb() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open for the process after a command: the steps after dbt open the
-    working database themselves (read-only, which DuckDB refuses while this process has it open read-write)."""
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # another adapter
-        return
-    environment = DuckDBConnectionManager._ENV
-    DuckDBConnectionManager.close_all_connections()
-    if environment is not None:
-        environment.close()
+class DbtInThread(_DbtCommand):
+    """dbt's programmatic runner in a thread of this process."""
+
+    def __init__(self, args: Sequence[str]):
+        super().__init__(args)
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(list(args),), name="dbt", daemon=True)
+        self._thread.start()
+
+    def _run(self, args: list[str]) -> None:
+        code, error = worker.invoke(args, self._queue.put)
+        if error is not None:
+            self._queue.put(worker.error_line(error))
+        self.returncode = code
+        self._queue.put(None)
+
+    def _lines(self) -> Iterator[bytes]:
+        while (line := self._queue.get()) is not None:
+            yield line
 
 
-def _error_line(exc: BaseException) -> bytes:
-    import json
+class DbtInWorker(_DbtCommand):
+    """The command run by a worker process (worker.py), its event lines read from the worker's stdout."""
 
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return json.dumps({"info": {"level": "error", "msg": message, "name": "MainEncounteredError"}, "data": {}}).encode()
+    def __init__(self, process: subprocess.Popen, args: Sequence[str]):
+        super().__init__(args)
+        self._process = process
+        try:
+            process.stdin.write(json.dumps({"args": list(args)}).encode() + b"\n")
+            process.stdin.flush()
+        except OSError:
+            pass  # a worker that is gone says so when its output ends
+
+    def _lines(self) -> Iterator[bytes]:
+        for line in self._process.stdout:
+            if line.startswith(b'{"' + worker.END.encode()):
+                self.returncode = json.loads(line)[worker.END]
+                return
+            yield line.rstrip(b"\n")
+        self.returncode = 2
+        yield worker.error_line("the dbt worker process ended before dbt did (killed, or out of memory?)")
+
+
+def _command(args: Sequence[str]) -> _DbtCommand:
+    """The command in the prestarted worker (once: it serves the run it was started for), else in a thread."""
+    process = worker.take()
+    return DbtInWorker(process, args) if process is not None else DbtInThread(args)
 
 
 def run_dbt(
@@ -136,7 +148,7 @@ def run_dbt(
         *params.selection_args,
     ]  # fmt: skip
     return DbtCliInvocation(
-        process=DbtInThread(command),  # type: ignore[arg-type]
+        process=_command(command),  # type: ignore[arg-type]
         manifest=params.manifest,
         dagster_dbt_translator=params.dagster_dbt_translator,
         project_dir=project_dir,
