@@ -219,8 +219,12 @@ def _refresh(
                 waiting = len(waiting_in_quarantine(con, paths.inbox))
             return NothingNew(paths, unchanged_since, waiting)
         from pipelines.transform import worker as dbt_worker
+        from pipelines.transform.project import dbt_parse_ahead_args
+        from pipelines.warehouse import memory_limit
 
-        dbt_worker.prestart()  # dbt loads in a process of its own while this one loads Dagster
+        # dbt loads in a process of its own and parses the project for this warehouse while this one loads Dagster
+        ahead = dbt_parse_ahead_args(paths.work_db, project_dir, memory_limit())
+        dbt_worker.prestart(ahead, paths.dbt_parse_state)
         from dagster import DagsterInstance
 
         from pipelines.definitions import build_defs

@@ -17,7 +17,7 @@ from data_quality.suites import ALL_SUITES
 from data_quality.worker import ValidationError, Validator
 from pipelines.transform import worker as dbt_worker
 from pipelines.transform.in_process import DbtInThread, DbtInWorker
-from pipelines.transform.project import DBT_DIR, dbt_args
+from pipelines.transform.project import DBT_DIR, dbt_args, dbt_parse_ahead_args
 from pipelines.warehouse import resolve_paths
 
 SUITES = {s.name: s for s in ALL_SUITES}
@@ -105,6 +105,20 @@ def test_dbt_in_the_run_process_speaks_as_its_command_line(tmp_path, where):
         assert broken.wait() != 0 and errors and "nowhere" in " ".join(e["msg"] for e in errors)
     finally:
         dbt_worker.discard_prestarted()
+
+
+def test_the_dbt_worker_parses_ahead_for_the_build_of_a_new_warehouse(tmp_path):
+    state, work_db = tmp_path / "wh.dbt_parse.msgpack", tmp_path / "wh.work.duckdb"
+    dbt_worker.prestart(dbt_parse_ahead_args(work_db), state)  # as the command line does for this warehouse
+    try:
+        assert dbt_worker.take() is not None  # given to the build once the parse is done ...
+    finally:
+        dbt_worker.discard_prestarted()
+    assert state.exists() and not work_db.exists(), "parsing does not open the database"
+    # ... which then finds the project parsed: the parse state is valid for the build's vars
+    (tmp_path / "build").mkdir()
+    shutil.copyfile(state, tmp_path / "build" / "partial_parse.msgpack")
+    assert "UnableToPartialParse" not in _parse(tmp_path / "build", str(work_db))
 
 
 def test_the_dbt_worker_serves_one_command_and_a_worker_that_dies_ends_it(tmp_path):

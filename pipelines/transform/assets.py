@@ -8,9 +8,10 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.ingest.registry import Registry
 from pipelines.ingest.validate import unfit_raw_rows
-from pipelines.transform.in_process import keep_partial_parse, run_dbt
+from pipelines.transform.in_process import run_dbt
 from pipelines.transform.project import dbt_build_args
 from pipelines.transform.translator import CareOutcomesTranslator
+from pipelines.transform.worker import keep_state
 from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource, has_table
 
 
@@ -39,7 +40,7 @@ def _build(context, dbt: DbtCliResource, warehouse: WarehouseResource, registry:
     args = dbt_build_args(paths.work_db, warehouse.memory_limit)
     invocation = run_dbt(dbt, args, context, target, partial_parse=paths.dbt_parse_state)
     yield from invocation.stream()
-    keep_partial_parse(target, paths.dbt_parse_state)
+    keep_state(target, paths.dbt_parse_state)
     if not invocation.is_successful():
         results = invocation.get_artifact("run_results.json").get("results", [])
         errors = _failed(results, ("model", "seed"), "error")

@@ -25,8 +25,6 @@ from packaging import version
 
 from pipelines.transform import worker
 
-PARTIAL_PARSE = "partial_parse.msgpack"
-
 
 class _DbtCommand:
     """What DbtCliInvocation uses of a dbt process (args, stdout lines, wait, returncode, send_signal)."""
@@ -87,11 +85,7 @@ class DbtInWorker(_DbtCommand):
     def __init__(self, process: subprocess.Popen, args: Sequence[str]):
         super().__init__(args)
         self._process = process
-        try:
-            process.stdin.write(json.dumps({"args": list(args)}).encode() + b"\n")
-            process.stdin.flush()
-        except OSError:
-            pass  # a worker that is gone says so when its output ends
+        worker.send(process, list(args))
 
     def _lines(self) -> Iterator[bytes]:
         for line in self._process.stdout:
@@ -101,12 +95,6 @@ class DbtInWorker(_DbtCommand):
             yield line.rstrip(b"\n")
         self.returncode = 2
         yield worker.error_line("the dbt worker process ended before dbt did (killed, or out of memory?)")
-
-
-def _command(args: Sequence[str]) -> _DbtCommand:
-    """The command in the prestarted worker (once: it serves the run it was started for), else in a thread."""
-    process = worker.take()
-    return DbtInWorker(process, args) if process is not None else DbtInThread(args)
 
 
 def run_dbt(
@@ -131,8 +119,9 @@ def run_dbt(
     )
     project_dir = Path(params.dbt_project.project_dir if params.dbt_project else dbt.project_dir)
     target_path.mkdir(parents=True, exist_ok=True)
+    process = worker.take()  # the prestarted worker, once it has parsed ahead (None: dbt runs in a thread here)
     if partial_parse is not None and partial_parse.exists():
-        shutil.copyfile(partial_parse, target_path / PARTIAL_PARSE)
+        shutil.copyfile(partial_parse, target_path / worker.PARTIAL_PARSE)
     command = [
         *dbt.global_config_flags,
         *args,
@@ -148,7 +137,7 @@ def run_dbt(
         *params.selection_args,
     ]  # fmt: skip
     return DbtCliInvocation(
-        process=_command(command),  # type: ignore[arg-type]
+        process=DbtInWorker(process, command) if process else DbtInThread(command),  # type: ignore[arg-type]
         manifest=params.manifest,
         dagster_dbt_translator=params.dagster_dbt_translator,
         project_dir=project_dir,
@@ -158,13 +147,3 @@ def run_dbt(
         project=params.dbt_project,
         context=context,
     )
-
-
-def keep_partial_parse(target_path: Path, partial_parse: Path) -> None:
-    """Keep dbt's parse state of this run for the next (replaced atomically: a killed run leaves the old one)."""
-    made = target_path / PARTIAL_PARSE
-    if made.exists():
-        partial_parse.parent.mkdir(parents=True, exist_ok=True)
-        temp = partial_parse.with_suffix(".tmp")
-        shutil.copyfile(made, temp)
-        temp.replace(partial_parse)

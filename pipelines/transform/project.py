@@ -36,6 +36,16 @@ def dbt_args(command: str, work_db: str | os.PathLike, *options: str, memory: st
     return [command, *options, "--vars", json.dumps({"work_db": str(work_db), "memory_limit": memory})]
 
 
+def dbt_parse_ahead_args(
+    work_db: str | os.PathLike, project_dir: Path = DBT_DIR, memory: str = DEFAULT_MEMORY_LIMIT
+) -> list[str]:
+    """`dbt parse` as the nightly build will see the project (same project, profile and vars: dbt keeps a parse state
+    only for these), for the dbt worker to parse ahead of the build (pipelines/transform/worker.py)."""
+    profiles = project_dir if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR
+    options = ["--project-dir", str(project_dir), "--profiles-dir", str(profiles), "--log-level", "none"]
+    return dbt_args("parse", work_db, *options, "--no-send-anonymous-usage-stats", memory=memory)
+
+
 def dbt_build_args(work_db: str | os.PathLike, memory: str = DEFAULT_MEMORY_LIMIT) -> list[str]:
     """The nightly build: seeds, models and data tests. Unit tests check SQL logic on fixed rows; they run in the
     test suite (tests/test_dbt_unit_tests.py), not every night."""

@@ -9,6 +9,10 @@ is sent and prints dbt's events as the JSON lines of a dbt process. It imports n
 Requests are one JSON line each on the worker's stdin ({"args": [...]}); the answer is dbt's event lines, then the
 line {"care_outcomes_dbt_end": <exit code>, "error": <message or null>}. Where no worker runs, dbt runs in a thread
 of the run's process as before.
+
+The worker is started with a first request of its own: `dbt parse` of the project for the run's warehouse (from the
+warehouse's parse state, if it has one), kept as that state, while the run loads Dagster and the inbox. The build
+then finds the project parsed; a new warehouse's full parse (about 3 s) is off the run's path.
 """
 
 from __future__ import annotations
@@ -16,20 +20,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import IO
 
 END = "care_outcomes_dbt_end"
 LEVELS = ("info", "warn", "error")  # what dbt prints at its default log level, and dagster-dbt reads
+PARTIAL_PARSE = "partial_parse.msgpack"
 _prestarted: subprocess.Popen | None = None
 _taken = False  # the prestarted worker runs one command, then waits to be stopped
+_ahead = 0  # requests sent at the start whose answers nobody reads: read (and dropped) before the command's
 
 
-def prestart() -> None:
-    """Start the dbt worker now (the command line does, before it imports Dagster), for the run's dbt command."""
-    global _prestarted, _taken
+def prestart(parse: list[str] | None = None, state: Path | None = None) -> None:
+    """Start the dbt worker now (the command line does, before it imports Dagster), for the run's dbt command; with
+    ``parse`` (the arguments of `dbt parse` with the build's project, profile and vars), it parses the project at
+    once, in a folder of its own, from and into the parse state ``state``."""
+    global _prestarted, _taken, _ahead
     if _prestarted is None:
         _prestarted = subprocess.Popen(
             [sys.executable, "-m", "pipelines.transform.worker"],
@@ -37,16 +48,50 @@ def prestart() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # its faults reach the run as dbt's error event and the end line
         )
-        _taken = False
+        _taken, _ahead = False, 0
+        if parse is not None and state is not None:
+            _request(_prestarted, {"args": parse, "state": str(state), "own_target": True})
+            _ahead = 1
+
+
+def _request(process: subprocess.Popen, request: dict) -> None:
+    try:
+        process.stdin.write(json.dumps(request).encode() + b"\n")
+        process.stdin.flush()
+    except OSError:
+        pass  # a worker that is gone says so when its output ends
 
 
 def take() -> subprocess.Popen | None:
-    """The prestarted worker for a dbt command, once: it serves the one run it was started for."""
-    global _taken
+    """The prestarted worker for a dbt command, once: it serves the one run it was started for. Its work ahead is
+    done first (so the parse state it keeps is there for the command)."""
+    global _taken, _ahead
     if _prestarted is None or _taken or _prestarted.poll() is not None:
         return None
     _taken = True
+    while _ahead:
+        for line in _prestarted.stdout:
+            if line.startswith(b'{"' + END.encode()):
+                break
+        else:
+            return None  # the worker ended
+        _ahead -= 1
     return _prestarted
+
+
+def send(process: subprocess.Popen, args: list[str]) -> None:
+    """Ask the worker for ``dbt <args>``; its answer is read from its stdout."""
+    _request(process, {"args": list(args)})
+
+
+def keep_state(target_path: Path, state: Path) -> None:
+    """Keep dbt's parse state of a command for the next (replaced atomically: a killed run leaves the old one)."""
+    made = Path(target_path) / PARTIAL_PARSE
+    if made.exists():
+        state.parent.mkdir(parents=True, exist_ok=True)
+        temp = state.with_name(f".{state.name}.{os.getpid()}.tmp")
+        shutil.copyfile(made, temp)
+        temp.replace(state)
 
 
 def discard_prestarted() -> None:
@@ -100,6 +145,18 @@ def invoke(args: list[str], line) -> tuple[int, BaseException | None]:
         close_duckdb()
 
 
+def _with_own_target(request: dict, line) -> tuple[int, BaseException | None]:
+    """A request run in a temporary target folder, from and into the parse state ``request["state"]``."""
+    state = Path(request["state"])
+    with tempfile.TemporaryDirectory(prefix="care-outcomes-dbt-parse-") as target:
+        if state.exists():
+            shutil.copyfile(state, Path(target) / PARTIAL_PARSE)
+        code, error = invoke([*request["args"], "--target-path", target, "--log-path", target], line)
+        if code == 0:
+            keep_state(Path(target), state)
+        return code, error
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     lock = threading.Lock()  # dbt's threads give events at once
 
@@ -111,8 +168,9 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             except OSError:  # the run is gone: nobody waits for this dbt command
                 os._exit(1)
 
-    for request in requests:
-        code, error = invoke(json.loads(request)["args"], line)
+    for raw in requests:
+        request = json.loads(raw)
+        code, error = _with_own_target(request, line) if request.get("own_target") else invoke(request["args"], line)
         if error is not None:
             line(error_line(error))
         line(json.dumps({END: code, "error": None if error is None else str(error)}).encode())
