@@ -55,7 +55,7 @@ class _DbtCommand:
         return self.returncode
 
     def send_signal(self, _signal) -> None:
-        """An interrupted run: the command ends with the run's process (the worker: when its output is not read)."""
+        """An interrupted run: dbt in a thread has no signal to receive; it ends with the run's process."""
 
 
 class DbtInThread(_DbtCommand):
@@ -86,6 +86,11 @@ class DbtInWorker(_DbtCommand):
         super().__init__(args)
         self._process = process
         worker.send(process, list(args))
+
+    def send_signal(self, _signal) -> None:
+        """An interrupted run: the worker is stopped (it serves this command only; DuckDB keeps the working database
+        as it was before the statement that was running), and the output ends."""
+        self._process.kill()
 
     def _lines(self) -> Iterator[bytes]:
         for line in self._process.stdout:
