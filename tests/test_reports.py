@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pipelines.reporting import common, numbers
 from pipelines.reporting.build import write_reports
-from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
+from pipelines.reporting.chromium import PRINT, Chromium, ChromiumUnavailable, find_chromium
 from pipelines.reporting.common import Privacy, Shared, file_names, serving, slug
 from pipelines.reporting.ips import IpsReport, programs
 from pipelines.reporting.outflow import OutflowReport, providers, suppressed_cells
@@ -498,6 +498,35 @@ def test_reports_render_offline_in_chromium_and_print_on_a4(reports, tmp_path):
     assert "Tabel 1" in text and "11,90" in text and "1.400,00%" in text
     outflow = PdfReader(reports / "outflow" / "ict-maatwerk.pdf")
     assert "<5" in "\n".join(p.extract_text() for p in outflow.pages)
+
+
+def test_a_report_put_in_the_page_prints_as_the_file_opened(reports, tmp_path):
+    """PDFs are printed from the report's HTML set as the page's document (no navigation, a third of the time of
+    opening the file): the same pages, text, title, language and tags as printing the opened file."""
+    import base64
+    import io
+
+    from pypdf import PdfReader
+
+    def seen(data: bytes):
+        pdf = PdfReader(io.BytesIO(data))
+        root = pdf.trailer["/Root"]
+        return (
+            len(pdf.pages),
+            [p.extract_text() for p in pdf.pages],
+            pdf.metadata.get("/Title"),
+            root.get("/Lang"),
+            ("/StructTreeRoot" in root),
+        )
+
+    with Chromium(chromium_or_skip()) as browser:
+        for page in [reports / "ips" / "GGNET.html", reports / "outflow" / "ict-maatwerk.html"]:
+            browser.pdf(page, tmp_path / "shown.pdf")
+            browser.open(page)
+            opened = browser.call("Page.printToPDF", PRINT, session=browser.session)
+            shown = seen((tmp_path / "shown.pdf").read_bytes())
+            assert shown == seen(base64.b64decode(opened["data"])) and shown[0] >= 2 and shown[4], page
+            assert shown[2] and shown[2] in page.read_text(encoding="utf-8") and shown[3] == "nl"
 
 
 def test_html_asks_nothing_of_another_host(reports):
