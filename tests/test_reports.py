@@ -660,6 +660,32 @@ def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its
     # the night after, with Chromium again: the reports are taken over, their PDFs made anew
     fourth = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
     assert fourth.unchanged == 0 and len(fourth.pdfs) == 9
+    # a set with nothing to print: the browser started while its HTML was written is closed all the same
+    fifth = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
+    assert fifth.unchanged == 9 and len(fifth.pdfs) == 9 and not _browsers()
+
+
+def _browsers() -> list[str]:
+    """The command lines of this process's Chromium children still running."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            state, parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (proc / "cmdline").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        if int(parent) == os.getpid() and state != "Z" and "chrom" in cmdline.lower():
+            found.append(cmdline)
+    return found
+
+
+def test_a_set_that_fails_leaves_no_browser_behind(tmp_path):
+    """The browser is started as the set begins, while its HTML is written: a set that fails before its PDFs closes
+    it (here: no serving file to read)."""
+    chromium = chromium_or_skip()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the missing file raises; the browser is the point
+        write_reports(tmp_path / "missing.duckdb", tmp_path / "reports", Privacy(3), chromium)
+    assert not _browsers()
 
 
 def test_a_browser_that_dies_costs_the_pdfs_only(sample_warehouse, tmp_path):

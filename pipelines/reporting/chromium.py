@@ -82,6 +82,7 @@ class Chromium:
     """A headless browser and one page; ``call`` sends a DevTools command and waits for its answer."""
 
     def __init__(self, executable: str):
+        self._closed = False
         self.profile = tempfile.TemporaryDirectory(prefix="care-outcomes-chromium-", ignore_cleanup_errors=True)
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
@@ -137,7 +138,12 @@ class Chromium:
             message["sessionId"] = session
         data = memoryview(json.dumps(message).encode() + b"\0")
         while data:  # a report's HTML is more than a pipe holds at once
-            data = data[os.write(self._to_browser, data) :]
+            try:
+                data = data[os.write(self._to_browser, data) :]
+            except OSError as exc:  # the browser has gone (its end of the pipe closed)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(1)
+                raise ChromiumUnavailable(f"Chromium stopped (exit code {self.process.poll()})") from exc
         deadline = time.monotonic() + TIMEOUT
         while True:
             answer = self._read_message(deadline)
@@ -186,6 +192,9 @@ class Chromium:
         os.replace(tmp, pdf)
 
     def close(self) -> None:
+        if self._closed:  # its descriptors may be another file's by now
+            return
+        self._closed = True
         for fd in (self._to_browser, self._from_browser):
             with contextlib.suppress(OSError):
                 os.close(fd)
