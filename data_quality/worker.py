@@ -99,12 +99,17 @@ class Validator:
         """Stop the worker: it holds nothing to keep (it may still be importing, on a night with nothing new). Its
         helper ends when it finds its requests closed."""
         process, self._process = self._process, None
-        if process is not None:
-            process.kill()
-            process.wait()
-            for pipe in (process.stdin, process.stdout):
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        stop(process)
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    """End a worker process at once and close its pipes (a worker holds nothing that needs an orderly end)."""
+    if process is not None:
+        process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def prestart() -> None:

@@ -17,7 +17,6 @@ then finds the project parsed; a new warehouse's full parse (about 3 s) is off t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import IO
+
+from data_quality.worker import stop
 
 END = "care_outcomes_dbt_end"
 LEVELS = ("info", "warn", "error")  # what dbt prints at its default log level, and dagster-dbt reads
@@ -99,12 +100,7 @@ def discard_prestarted() -> None:
     nothing to keep, not even the working database, which it closes after each command."""
     global _prestarted
     process, _prestarted = _prestarted, None
-    if process is not None:
-        process.kill()
-        process.wait()
-        for pipe in (process.stdin, process.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
+    stop(process)
 
 
 def close_duckdb() -> None:
