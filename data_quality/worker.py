@@ -204,7 +204,12 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     from data_quality.suites import ALL_SUITES
 
     suites = {suite.name: suite for suite in ALL_SUITES}
-    helper = _Helper(suites, keep_closed=(requests.fileno(), answers.fileno())) if (os.cpu_count() or 1) > 1 else None
+    helper = None
+    if (os.cpu_count() or 1) > 1:
+        try:
+            helper = _Helper(suites, keep_closed=(requests.fileno(), answers.fileno()))
+        except OSError:  # no second process to be had: the worker validates alone
+            helper = None
     try:
         _serve(requests, answers, suites, helper)
     finally:
