@@ -13,11 +13,12 @@ from pipelines.ingest.registry import load_registry
 from pipelines.orchestration import build_inbox_sensor, build_nightly_schedule, refresh_job
 from pipelines.quality.checks import QualityResource, gx_checks
 from pipelines.reporting.assets import ReportsResource, feedback_reports
+from pipelines.resources import WarehouseResource
 from pipelines.serving.assets import PostgresTarget, build_serving_asset, postgres_schemas
 from pipelines.serving.postgres import dsn_from
 from pipelines.transform.assets import build_dbt_assets, mart_keys
 from pipelines.transform.project import DBT_DIR, dbt_executable, dbt_project_for
-from pipelines.warehouse import Paths, WarehouseResource, memory_limit, resolve_paths
+from pipelines.warehouse import Paths, memory_limit, resolve_paths
 
 
 def build_defs(

@@ -31,9 +31,10 @@ from pipelines.ingest.registry import Registry
 from pipelines.news import inbox_news, inbox_snapshot, new_files
 from pipelines.quality.checks import severity_of
 from pipelines.reporting.assets import IPS_REPORTS_KEY, REPORTS_LINE
+from pipelines.resources import WarehouseResource
 from pipelines.serving.assets import POSTGRES_KEY, POSTGRES_LINE, ROWS_PER_MART, SERVING_KEY
 from pipelines.serving.publish import NEWS_TAG
-from pipelines.warehouse import WarehouseResource, storage_fault
+from pipelines.warehouse import storage_fault
 
 REFRESH_JOB_NAME = "refresh"
 WRITER_TAG = "care_outcomes/warehouse"

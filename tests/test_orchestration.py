@@ -19,7 +19,7 @@ import yaml
 from dagster import RunRequest, SkipReason, build_sensor_context
 
 from pipelines.definitions import defs as load_defs
-from pipelines.warehouse import WarehouseResource
+from pipelines.resources import WarehouseResource
 from tests.conftest import MARTS, ROOT, SAMPLE, SESSION_START, clean_env, refresh_command, run_refresh
 
 defs = load_defs()  # the code location as `dagster dev` loads it

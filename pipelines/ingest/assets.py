@@ -5,7 +5,8 @@ from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResul
 from pipelines.ingest.load import FileLoad, check_inbox, ingest_contract
 from pipelines.ingest.pseudonymise import current_key, hmac_sql, install_key
 from pipelines.ingest.registry import Contract, Registry
-from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource, q
+from pipelines.resources import WarehouseResource
+from pipelines.warehouse import WAREHOUSE_POOL, q
 
 
 def inbox_specs(registry: Registry) -> list[AssetSpec]:

@@ -27,7 +27,7 @@ from pydantic import PrivateAttr
 from data_quality.runner import MAX_SAMPLES, Outcome, Suite, read_frames
 from data_quality.suites import ALL_SUITES
 from data_quality.worker import ValidationError, Validator, take
-from pipelines.warehouse import WarehouseResource
+from pipelines.resources import WarehouseResource
 
 
 class QualityResource(ConfigurableResource):

@@ -16,8 +16,8 @@ from dagster import (
 
 from pipelines.reporting.build import write_reports
 from pipelines.reporting.common import DEFAULT_MIN_COUNT, ReportError, default_privacy
+from pipelines.resources import WarehouseResource
 from pipelines.serving.assets import SERVING_KEY
-from pipelines.warehouse import WarehouseResource
 
 IPS_REPORTS_KEY = AssetKey(["reports", "ips"])
 OUTFLOW_REPORTS_KEY = AssetKey(["reports", "outflow"])

@@ -14,8 +14,9 @@ from dagster import (
 )
 
 from pipelines.quality.checks import severity_of
+from pipelines.resources import WarehouseResource
 from pipelines.serving.publish import NEWS_TAG, publish, record_check_results, record_publish
-from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource
+from pipelines.warehouse import WAREHOUSE_POOL
 
 SERVING_KEY = AssetKey(["serving", "care_outcomes"])
 ROWS_PER_MART = "rows_per_mart"  # metadata of the serving asset: mart name -> rows published

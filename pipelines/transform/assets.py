@@ -8,11 +8,12 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.ingest.registry import Registry
 from pipelines.ingest.validate import unfit_raw_rows
+from pipelines.resources import WarehouseResource
 from pipelines.transform.in_process import run_dbt
 from pipelines.transform.project import dbt_build_args
 from pipelines.transform.translator import CareOutcomesTranslator
 from pipelines.transform.worker import keep_state
-from pipelines.warehouse import WAREHOUSE_POOL, WarehouseResource, has_table
+from pipelines.warehouse import WAREHOUSE_POOL, has_table
 
 
 class DbtBuildFailed(Exception):
