@@ -10,7 +10,6 @@ the UI included.
 
 from __future__ import annotations
 
-import json
 import queue
 import shutil
 import subprocess
@@ -55,7 +54,7 @@ class _DbtCommand:
         return self.returncode
 
     def send_signal(self, _signal) -> None:
-        """An interrupted run: dbt in a thread has no signal to receive; it ends with the run's process."""
+        raise NotImplementedError
 
 
 class DbtInThread(_DbtCommand):
@@ -78,6 +77,9 @@ class DbtInThread(_DbtCommand):
         while (line := self._queue.get()) is not None:
             yield line
 
+    def send_signal(self, _signal) -> None:
+        """An interrupted run: dbt in a thread has no signal to receive; it ends with the run's process."""
+
 
 class DbtInWorker(_DbtCommand):
     """The command run by a worker process (worker.py), its event lines read from the worker's stdout."""
@@ -94,8 +96,8 @@ class DbtInWorker(_DbtCommand):
 
     def _lines(self) -> Iterator[bytes]:
         for line in self._process.stdout:
-            if line.startswith(b'{"' + worker.END.encode()):
-                self.returncode = json.loads(line)[worker.END]
+            if (code := worker.end_code(line)) is not None:
+                self.returncode = code
                 return
             yield line.rstrip(b"\n")
         self.returncode = 2

@@ -41,8 +41,8 @@ def dbt_parse_ahead_args(
 ) -> list[str]:
     """`dbt parse` as the nightly build will see the project (same project, profile and vars: dbt keeps a parse state
     only for these), for the dbt worker to parse ahead of the build (pipelines/transform/worker.py)."""
-    profiles = project_dir if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR
-    options = ["--project-dir", str(project_dir), "--profiles-dir", str(profiles), "--log-level", "none"]
+    profiles = str(profiles_dir(project_dir))
+    options = ["--project-dir", str(project_dir), "--profiles-dir", profiles, "--log-level", "none"]
     return dbt_args("parse", work_db, *options, "--no-send-anonymous-usage-stats", memory=memory)
 
 
@@ -66,12 +66,16 @@ def dbt_command(args: list[str], project_dir: Path = DBT_DIR, target_path: Path 
     return command + (["--target-path", str(target_path)] if target_path else [])
 
 
+def profiles_dir(project_dir: Path = DBT_DIR) -> Path:
+    """Where the project's profiles.yml is: beside it, else (a copy while developing models) the repository's."""
+    return Path(project_dir) if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR
+
+
 def dbt_project_for(project_dir: Path = DBT_DIR, prepare: bool = True) -> DbtProject:
     """A dbt project (the repository's, or a copy while developing models) with its profiles beside it."""
     from dagster_dbt import DbtProject  # 1.4 s to import: not for a night with nothing new (pipelines.news)
 
-    profiles = project_dir if (Path(project_dir) / "profiles.yml").exists() else DBT_DIR
-    project = DbtProject(project_dir=project_dir, profiles_dir=profiles)
+    project = DbtProject(project_dir=project_dir, profiles_dir=profiles_dir(project_dir))
     # `dagster dev` re-parses a stale manifest on start so edited models show up. Not DbtProject.prepare_if_dev():
     # it looks for `dbt` on PATH, which `make dev` (.venv/bin/dagster, venv not activated) does not have.
     if prepare and os.getenv("DAGSTER_IS_DEV_CLI"):

@@ -72,12 +72,17 @@ def take() -> subprocess.Popen | None:
     _taken = True
     while _ahead:
         for line in _prestarted.stdout:
-            if line.startswith(b'{"' + END.encode()):
+            if end_code(line) is not None:
                 break
         else:
             return None  # the worker ended
         _ahead -= 1
     return _prestarted
+
+
+def end_code(line: bytes) -> int | None:
+    """The exit code a worker's end line gives, or None for any other line (one of dbt's events)."""
+    return json.loads(line)[END] if line.startswith(b'{"' + END.encode()) else None
 
 
 def send(process: subprocess.Popen, args: list[str]) -> None:
