@@ -43,9 +43,6 @@ class QualityResource(ConfigurableResource):
         if self._validator is not None:
             self._validator.close()
 
-    def validate(self, suite: Suite, frames: dict) -> Outcome:
-        return (self._validator or Validator()).validate(suite, frames)
-
     def validate_many(self, requests: list[tuple[Suite, dict]]) -> list[Outcome | ValidationError]:
         return (self._validator or Validator()).validate_many(requests)
 
@@ -121,8 +118,8 @@ def build_check(suite: Suite):
     """One suite as a check of its own step."""
 
     @asset_check(
-        asset=AssetKey(list(suite.asset)),
-        name=f"gx_{suite.name}",
+        asset=_check_key(suite).asset_key,
+        name=_check_key(suite).name,
         description=_description(suite),
         blocking=suite.blocking,
     )
@@ -131,7 +128,7 @@ def build_check(suite: Suite):
     ) -> AssetCheckResult:
         return next(_results(warehouse, quality, [suite]))
 
-    _check.__name__ = f"gx_{suite.name}"
+    _check.__name__ = _check_key(suite).name
     return _check
 
 
@@ -142,8 +139,8 @@ def build_checks(suites: list[Suite], name: str):
         name=name,
         specs=[
             AssetCheckSpec(
-                name=f"gx_{suite.name}",
-                asset=AssetKey(list(suite.asset)),
+                name=_check_key(suite).name,
+                asset=_check_key(suite).asset_key,
                 description=_description(suite),
                 blocking=suite.blocking,
             )
