@@ -164,15 +164,13 @@ PAGES_PER_BROWSER = 20  # below this many pages a second browser costs more than
 def print_pdfs(chromium: str, pages: list[Path], started: Future[Chromium] | None = None) -> list[Path]:
     """A PDF beside each HTML: one browser, or two side by side for a national set (1.35x as fast on 2 cores; a
     browser costs 0.4 s to start). ``started``: a browser started beforehand (while the HTML was written), the first
-    one to use; it is closed here in any case."""
+    one to use, closed once it has printed (its starter closes it where nothing was printed)."""
     browsers = min(os.cpu_count() or 1, 2) if len(pages) >= PAGES_PER_BROWSER else 1
-    firsts = [started] + [None] * (browsers - 1)
     if not pages:
-        firsts = [] if started is None else [started]
-    with ThreadPoolExecutor(max(len(firsts), 1)) as pool:  # the threads wait on the browsers' pipes
-        shares = list(
-            pool.map(_print, [chromium] * len(firsts), [pages[i::browsers] for i in range(len(firsts))], firsts)
-        )
+        return []
+    firsts = [started, *[None] * (browsers - 1)]
+    with ThreadPoolExecutor(browsers) as pool:  # the threads wait on the browsers' pipes
+        shares = list(pool.map(_print, [chromium] * browsers, [pages[i::browsers] for i in range(browsers)], firsts))
     return sorted(pdf for share in shares for pdf in share)
 
 
