@@ -153,7 +153,7 @@ def test_a_poison_night_names_its_cause_and_the_next_night_publishes_after_retra
     )
     con.execute(
         "insert into raw.ips_quarterly select 'OUD', 'Oud', 2018, 1, 80, 5, 'inf'::double, 30, 20, 2, 1, 3, null, "
-        "max(load_id), 'ips_quarterly', 'ips_quarterly/oud_formulier.csv', 2, current_localtimestamp(), null "
+        "max(load_id), 'ips_quarterly', 'ips_quarterly/oud_formulier.csv', 2, current_localtimestamp(), null, null "
         "from audit.file_loads"
     )
     con.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 
 import duckdb
 import pytest
@@ -39,9 +40,9 @@ def night(tmp_path):
     install_key(con, b"k" * 32)
     clock = [dt.datetime(2026, 1, 1).timestamp()]
 
-    def run(rows: dict[int, str], name: str = "export.csv"):
+    def run(rows: dict[int, str], name: str = "export.csv", text: str | None = None):
         target = paths.inbox / "outflow" / name
-        target.write_text(export(rows), encoding="utf-8")
+        target.write_text(export(rows) if text is None else text, encoding="utf-8")
         clock[0] += 86400  # the next night: a new modification time
         os.utime(target, (clock[0], clock[0]))
         return ingest_contract(con, registry, contract, paths.inbox, paths.quarantine_dir, pseudonymise=hmac_sql)
@@ -160,3 +161,159 @@ def test_files_read_ahead_are_decided_as_one_at_a_time(tmp_path, monkeypatch, re
     assert fates["p009.csv"] == fates["p011.csv"] == "quarantined" and fates["p007-copy.csv"] == "duplicate"
     assert sum(status == "loaded" for status in fates.values()) == 29
     assert versions[-1][1:] == (8, 0) and resubmissions  # the correction: 8 changed rows, a resubmission of p005
+
+
+# --- lines that are stored rows again are not read again ----------------------------------------
+
+
+@pytest.fixture()
+def skips(monkeypatch):
+    """(file name, lines skipped) of every file the ingest prepares, in order: which lines it did not type again."""
+    from pipelines.ingest import load
+
+    seen = []
+    original = load.prepare
+
+    def prepare(*args, **kwargs):
+        prepared = original(*args, **kwargs)
+        seen.append((prepared.file_name, prepared.skipped))
+        return prepared
+
+    monkeypatch.setattr(load, "prepare", prepare)
+    return seen
+
+
+def test_a_nightly_export_types_and_checks_its_changed_lines_only(night, skips):
+    rows = {n: DESTINATIONS[n % 4] for n in range(1000)}
+    night(rows)
+    rows[1000] = "opleiding"  # one new client and one changed destination
+    rows[7] = "opleiding" if rows[7] != "opleiding" else "thuissituatie"
+    (load,) = night(rows)
+    assert load.rows_loaded == 1001
+    assert skips == [("outflow/export.csv", 0), ("outflow/export.csv", 999)], "the 999 unchanged lines are skipped"
+    assert night.con.execute("select * exclude (load_id) from audit.row_versions order by load_id").fetchall() == [
+        (1000, 0),
+        (2, 999),
+    ]
+    # only the latest version of a key carries the hash of its line: the earlier version of client 7 does not
+    assert night.con.execute(
+        "select _load_id, _line_hash is not null from raw.outflow where _source_row = 9 order by _load_id"
+    ).fetchall() == [(1, False), (2, True)]
+    assert night.con.execute("select count(_line_hash) from raw.outflow").fetchall() == [(1001,)]
+
+
+def test_a_key_in_a_skipped_and_in_a_read_line_is_judged_as_in_a_whole_read(night, skips):
+    """A line the ingest would skip and a new line with the same key and other values: the file is refused exactly
+    as when every line is read (the key twice, on both lines), not stored as a change."""
+    night({1: "opleiding", 2: "thuissituatie"})
+    text = export({1: "opleiding", 2: "thuissituatie"}) + export({1: "pensioen"}).splitlines()[1] + "\n"
+    (load,) = night({}, text=text)
+    assert load.status == "quarantined"
+    assert "lines 2, 4 have the same key but different values" in load.error, load.error
+    assert skips[-2:] == [("outflow/export.csv", 2), ("outflow/export.csv", 0)], "skipped, then read whole"
+    assert night.con.execute("select count(*) from raw.outflow").fetchall() == [(2,)]
+
+
+def test_lines_read_under_another_key_or_other_settings_are_read_again(night, skips):
+    rows = {n: DESTINATIONS[n % 4] for n in range(10)}
+    night(rows)
+    # the source says more (a label for empty cells): tonight's lines are read again, and their rows are the same
+    outflow = night.registry.sources["outflow"]
+    night.registry.sources["outflow"] = outflow.model_copy(update={"null_values": ("nvt",)})
+    rows[10] = "opleiding"
+    (load,) = night(rows)
+    assert skips[-1] == ("outflow/export.csv", 0)
+    assert night.con.execute("select rows_stored, rows_unchanged from audit.row_versions").fetchall()[-1] == (1, 10)
+    rows[11] = "opleiding"
+    night(rows)
+    assert skips[-1] == ("outflow/export.csv", 11), "the rows read again have their lines' hashes under these rules"
+    # another pseudonymisation key makes other rows of the same lines: every line is read and stored again
+    install_key(night.con, b"x" * 32)
+    rows[12] = "opleiding"
+    (load,) = night(rows)
+    assert skips[-1] == ("outflow/export.csv", 0)
+    assert night.con.execute("select rows_stored, rows_unchanged from audit.row_versions").fetchall()[-1] == (13, 0)
+
+
+def test_a_warehouse_from_before_line_hashes_reads_each_line_once_more(night, skips):
+    rows = {n: DESTINATIONS[n % 4] for n in range(10)}
+    night(rows)
+    night.con.execute("alter table raw.outflow drop column _line_hash")  # as stored before line hashes
+    rows[10] = "opleiding"
+    night(rows)
+    rows[11] = "opleiding"
+    night(rows)
+    assert [n for _, n in skips] == [0, 0, 11]
+    assert night.con.execute("select count(*), count(_line_hash) from raw.outflow").fetchall() == [(12, 12)]
+
+
+def test_after_a_retraction_the_version_that_is_latest_again_is_read_again(night, skips):
+    night({1: "opleiding", 2: "thuissituatie"}, "monday.csv")
+    night({1: "pensioen", 2: "thuissituatie"}, "tuesday.csv")  # client 1 changed
+    assert retract(night.con, night.registry, "outflow/tuesday.csv") == 1
+    # client 1 as on monday again: the stored monday row is the latest version again, and nothing new is stored
+    night({1: "opleiding", 2: "thuissituatie", 3: "opleiding"}, "wednesday.csv")
+    assert skips[-1] == ("outflow/wednesday.csv", 1), "client 2 only: client 1's monday row had lost its line hash"
+    assert night.con.execute(
+        "select _file_name, _source_row, destination, _line_hash is not null from raw.outflow order by all"
+    ).fetchall() == [
+        ("outflow/monday.csv", 2, "opleiding", True),
+        ("outflow/monday.csv", 3, "thuissituatie", True),
+        ("outflow/wednesday.csv", 4, "opleiding", True),
+    ]
+
+
+def test_a_file_read_ahead_skips_only_lines_that_are_still_the_latest_version(tmp_path, monkeypatch, skips):
+    """Tonight's first file changes a programme's quarters and the next, read while the first is stored, brings them
+    back as they were stored last night: its lines are read again in their turn and stored as the latest versions,
+    exactly as when the files are decided one at a time."""
+    from pipelines.ingest import load
+
+    registry = load_registry(())
+    contract = registry.contracts["ips_quarterly"]
+    back_read = threading.Event()
+    prepare, finish = load.prepare, load.finish
+
+    def prepare_back(*args, **kwargs):
+        prepared = prepare(*args, **kwargs)
+        if prepared.file_name.endswith("back.csv"):
+            back_read.set()
+        return prepared
+
+    def finish_change(con, prepared, *args, **kwargs):  # reading ahead: the next file is read before this is stored
+        if prepared.file_name.endswith("change.csv") and load.READ_AHEAD:
+            assert back_read.wait(30)
+        return finish(con, prepared, *args, **kwargs)
+
+    monkeypatch.setattr(load, "prepare", prepare_back)
+    monkeypatch.setattr(load, "finish", finish_change)
+    outcomes = []
+    for how in ("read ahead", "one at a time"):
+        monkeypatch.setattr(load, "READ_AHEAD", 2 if how == "read ahead" else 0)
+        paths = resolve_paths(inbox=tmp_path / how / "inbox", warehouse=tmp_path / how / "wh" / "co.duckdb")
+        _programme_night(paths.inbox, 12)
+        prepare_warehouse(paths)
+        with duckdb.connect(str(paths.work_db)) as con:
+            ingest_contract(con, registry, contract, paths.inbox, paths.quarantine_dir)
+            folder = paths.inbox / "ips_quarterly"
+            last_night = (folder / "p001.csv").read_text(encoding="utf-8")
+            (folder / "p001-change.csv").write_text(last_night.replace(",4.0,10,", ",4.5,10,"), encoding="utf-8")
+            (folder / "p001-back.csv").write_text(last_night + "P001,Programma 1,2020,1,50,5,4.0,10,5,1,1,1\n")
+            for i, name in enumerate(("p001-change.csv", "p001-back.csv")):
+                os.utime(folder / name, (1_800_000_000 + i, 1_800_000_000 + i))
+            skips.clear()
+            loads = ingest_contract(con, registry, contract, paths.inbox, paths.quarantine_dir)
+            stored = con.execute(
+                "select * exclude (_loaded_at) from raw.ips_quarterly order by _load_id, _source_row"
+            ).fetchall()
+            versions = con.execute("select * from audit.row_versions order by load_id").fetchall()
+        outcomes.append((loads, stored, versions))
+        if how == "read ahead":
+            assert ("ips_quarterly/p001-back.csv", 8) in skips and skips[-1] == ("ips_quarterly/p001-back.csv", 0)
+    assert outcomes[0] == outcomes[1]
+    loads, stored, versions = outcomes[0]
+    assert [(load.file_name, load.status) for load in loads] == [
+        ("ips_quarterly/p001-change.csv", "loaded"),
+        ("ips_quarterly/p001-back.csv", "loaded"),
+    ]
+    assert [v[1:] for v in versions[-2:]] == [(8, 0), (9, 0)], "the quarters changed, then back again (and one new)"

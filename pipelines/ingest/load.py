@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.pseudonymise import copy_key
+from pipelines.ingest.pseudonymise import copy_key, key_fingerprint
 from pipelines.ingest.read import Unreadable, read_cells, release_cells
 from pipelines.ingest.registry import Contract, Registry, Source
 from pipelines.ingest.validate import Rejected, validate
@@ -39,6 +39,11 @@ LINEAGE_COLUMNS = {
     "_loaded_at": "timestamp not null",
     # the row's content (every contract column as stored): a row a later file repeats unchanged is not stored again
     "_row_hash": "varchar",
+    # while the row is the latest version of its key: the hash of the line it was last read from (its cells, under the
+    # rules that made it this row; validate.line_identity). A later file's line with this hash is this row again and
+    # is not typed, checked or hashed again: a nightly full export costs its changed lines. NULL once a later
+    # version of the key is stored (and for rows stored before line hashes: their next line sets it).
+    "_line_hash": "uhugeint",
 }
 
 
@@ -66,15 +71,21 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     columns = ", ".join(f"{q(name)} {sql_type}" for name, sql_type in raw_columns(contract).items())
     table = f"raw.{q(contract.raw_table)}"
     con.execute(f"create table if not exists {table} ({columns})")
-    # a warehouse from before row identity: every stored row gets its content hash once
-    has_hash = con.execute(
-        "select count(*) from information_schema.columns where table_schema = 'raw' and table_name = ? "
-        "and column_name = '_row_hash'",
-        [contract.raw_table],
-    ).fetchall()[0][0]
-    if not has_hash:
+    # a warehouse from before row identity: every stored row gets its content hash once (and its line hash when a
+    # later file holds the line again)
+    present = {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw' and table_name = ? "
+            "and column_name in ('_row_hash', '_line_hash')",
+            [contract.raw_table],
+        ).fetchall()
+    }
+    if "_row_hash" not in present:
         con.execute(f"alter table {table} add column _row_hash varchar")
         con.execute(f"update {table} set _row_hash = {row_hash(contract)}")
+    if "_line_hash" not in present:
+        con.execute(f"alter table {table} add column _line_hash {LINEAGE_COLUMNS['_line_hash']}")
 
 
 def row_hash(contract: Contract, alias: str = "") -> str:
@@ -82,6 +93,25 @@ def row_hash(contract: Contract, alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
     cells = ", ".join(f"coalesce(cast({prefix}{q(c.name)} as varchar), chr(0))" for c in contract.columns)
     return f"md5(concat_ws(chr(31), {cells}))"
+
+
+def _keep_line_hashes(con, contract: Contract, table: str, newest: str, stored: int) -> None:
+    """Keep ``_line_hash`` set on the latest version of each key only: an earlier version of a key this file stored
+    anew is no longer one a line can repeat (a row changed back is a new version), and the latest version of a key
+    whose line this file repeated unchanged gets that line's hash (it was read again: the next file skips it)."""
+    keys = ", ".join(q(k) for k in contract.key)
+    same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
+    if stored:
+        con.execute(
+            f"update {table} r set _line_hash = null from (select distinct {keys} from {table} where _load_id = "
+            f"{newest}) n where {same_key.format(a='r', b='n')} and r._load_id < {newest} and r._line_hash is not null"
+        )
+    con.execute(
+        f"update {table} r set _line_hash = u._line_hash from (select c._load_id, c._source_row, "
+        f"min(i._line_hash) as _line_hash from _incoming i join _latest c on {same_key.format(a='c', b='i')} "
+        "and c._row_hash = i._row_hash where c._line_hash is distinct from i._line_hash group by all) u "
+        "where r._load_id = u._load_id and r._source_row = u._source_row"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -140,11 +170,11 @@ def _insert_rows(
     newest = "(select max(load_id) from audit.file_loads)"
     columns = ", ".join(map(q, raw_columns(contract)))
     incoming = (
-        f"select s.*, {row_hash(contract, 's')} as _row_hash from (select "
+        f"select s.* exclude (_line_hash), {row_hash(contract, 's')} as _row_hash, s._line_hash from (select "
         + ", ".join(f"{expr} as {q(c.name)}" for expr, c in zip(selected, contract.columns, strict=True))
         # the lineage columns, in the order of LINEAGE_COLUMNS
-        + f", {newest} as _load_id, ? as _source, ? as _file_name, y._row as _source_row, ? as _loaded_at "
-        "from _typed y) s"  # in the file's order: _typed and _text are projections and filters of the file's rows
+        + f", {newest} as _load_id, ? as _source, ? as _file_name, y._row as _source_row, ? as _loaded_at, "
+        "y._line as _line_hash from _typed y) s"  # in the file's order: _typed is projections and filters of the file
     )
     lineage = [source.name, file_name, now]
     earlier = con.execute(f"select exists (select 1 from {table})").fetchall()[0][0]
@@ -159,8 +189,8 @@ def _insert_rows(
     same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
     # the latest stored version of each key the file holds (none for a programme's first file, say)
     con.execute(
-        f"create or replace temp table _latest as select {keys}, r._row_hash from {table} r "
-        f"semi join _incoming n on {same_key.format(a='r', b='n')} "
+        f"create or replace temp table _latest as select {keys}, r._row_hash, r._line_hash, r._load_id, r._source_row "
+        f"from {table} r semi join _incoming n on {same_key.format(a='r', b='n')} "
         f"qualify row_number() over (partition by {keys} order by r._load_id desc, r._source_row desc) = 1"
     )
     repeats = con.execute("select exists (select 1 from _latest)").fetchall()[0][0]
@@ -170,6 +200,8 @@ def _insert_rows(
         "order by i._source_row"
     ).fetchall()[0][0]
     con.execute(f"insert into audit.row_versions select {newest}, ?, ?", [stored, rows - stored])
+    if repeats:
+        _keep_line_hashes(con, contract, table, newest, stored)
     con.execute("drop table _incoming")
     con.execute("drop table _latest")
     if not repeats:  # no key of this file was stored before: it resubmits nothing
@@ -225,13 +257,22 @@ class Prepared:
     reason: str | None = None  # why the file is quarantined
     keep_bytes: bool = True  # a file that cannot be opened has no bytes to keep
     read: bool = False  # read and checked (a file whose bytes were seen before under another name is not)
+    skipped: int = 0  # of the rows, lines that are stored rows again (in _skip, not in _typed)
+    stored_up_to: int = 0  # the newest _load_id in the raw table when the lines to skip were chosen
 
 
 def prepare(
-    con, path: Path, file_name: str, source: Source, contract: Contract, log: logging.Logger | None = None
+    con,
+    path: Path,
+    file_name: str,
+    source: Source,
+    contract: Contract,
+    log: logging.Logger | None = None,
+    skip: bool = True,
 ) -> Prepared:
     """Read and check one file into ``_typed`` of ``con``: everything about a file that does not depend on the
-    files decided before it in this run, so it can be done while the file before is stored."""
+    files decided before it in this run, so it can be done while the file before is stored. With ``skip``, lines
+    that are the latest stored version of their key again are left out (``finish`` confirms that in its turn)."""
     log = log or logger
     try:
         sha = sha256_of(path)
@@ -246,7 +287,15 @@ def prepare(
         if not any(fnmatch.fnmatch(path.name.lower(), p.lower()) for p in source.patterns):
             raise Unreadable(f"file name does not match this source's patterns ({', '.join(source.patterns)})")
         prepared.read = True
-        prepared.rows = validate(con, read_cells(con, path, source), contract, source, path.name)
+        cells = read_cells(con, path, source)
+        table = f"raw.{q(contract.raw_table)}"
+        known = None
+        if skip and con.execute(f"select exists (select 1 from {table} where _line_hash is not null)").fetchall()[0][0]:
+            known = table
+            prepared.stored_up_to = con.execute(f"select coalesce(max(_load_id), 0) from {table}").fetchall()[0][0]
+        prepared.rows, prepared.skipped = validate(
+            con, cells, contract, source, path.name, known=known, salt=key_fingerprint(con)
+        )
     except (Unreadable, Rejected) as exc:
         prepared.reason = f"{file_name}: {exc}"
     except Exception as exc:  # anything else about this one file: it is quarantined, the others still load
@@ -287,6 +336,8 @@ def finish(
     if not prepared.read:  # never stored unread (what was seen stays seen: this is a guard, not a path)
         release_rows(con)
         prepared = prepare(con, path, file_name, source, contract, log)
+    if prepared.skipped:
+        prepared = _confirm_skips(con, prepared, contract, pseudonymise, log)
     if prepared.reason is not None:
         return _quarantined(
             con, path, FileLoad(file_name, source.name, "quarantined", 0, prepared.reason, sha), quarantine_dir, now
@@ -310,6 +361,34 @@ def finish(
             con, path, FileLoad(file_name, source.name, "quarantined", 0, reason, sha), quarantine_dir, now
         )
     return load
+
+
+def _confirm_skips(con, prepared: Prepared, contract: Contract, pseudonymise, log) -> Prepared:
+    """The file as ``prepare`` left it if its skipped lines are still the latest versions of their keys and no
+    checked row shares a key with one of them; else the file prepared again, in its turn (a file stored meanwhile
+    may have changed a key), or read whole (a key in both: the file's own checks of repeated keys decide)."""
+    table = f"raw.{q(contract.raw_table)}"
+    args = (con, prepared.path, prepared.file_name, prepared.source, contract, log)
+    newest = con.execute(f"select coalesce(max(_load_id), 0) from {table}").fetchall()[0][0]
+    if newest != prepared.stored_up_to:
+        current = con.execute(f"select count(*) from _skip s semi join {table} r on r._line_hash = s._line")
+        if current.fetchall()[0][0] != prepared.skipped:
+            release_rows(con)
+            prepared = prepare(*args)
+            if not prepared.skipped:
+                return prepared
+    keys = ", ".join(
+        f"{pseudonymise('y.' + q(k)) if k in contract.pseudonymise else 'y.' + q(k)} as {q(k)}" for k in contract.key
+    )
+    same_key = " and ".join(f"r.{q(k)} is not distinct from n.{q(k)}" for k in contract.key)
+    shared = con.execute(
+        f"select exists (select 1 from {table} r semi join (select distinct {keys} from _typed y) n on {same_key} "
+        "where r._line_hash in (select _line from _skip))"
+    ).fetchall()[0][0]
+    if shared:
+        release_rows(con)
+        return prepare(*args, skip=False)
+    return prepared
 
 
 def _decided(con, load: FileLoad, now: dt.datetime, warehouse_dir: Path) -> FileLoad:
@@ -400,7 +479,7 @@ def _small(path: Path) -> bool:
 def release_rows(con) -> None:
     """Drop the temp tables of the file just decided: the next file, dbt and the checks get the memory back."""
     release_cells(con)
-    for table in ("_text", "_typed"):
+    for table in ("_text", "_typed", "_skip"):
         con.execute(f"drop table if exists {table}")
 
 

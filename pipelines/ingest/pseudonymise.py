@@ -54,14 +54,27 @@ def _install_pads(con: duckdb.DuckDBPyConnection, ipad: bytes, opad: bytes) -> N
     con.execute("insert into _hmac_key values (?, ?)", [ipad, opad])
 
 
+def _installed(con: duckdb.DuckDBPyConnection) -> bool:
+    return (
+        con.execute("select count(*) from duckdb_tables() where temporary and table_name = '_hmac_key'").fetchall()[0][
+            0
+        ]
+        > 0
+    )
+
+
 def copy_key(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection) -> None:
     """The key installed in ``source``, if any, into ``target`` (another connection: temp tables are its own)."""
-    installed = source.execute(
-        "select count(*) from duckdb_tables() where temporary and table_name = '_hmac_key'"
-    ).fetchall()[0][0]
-    if installed:
+    if _installed(source):
         ipad, opad = source.execute("select ipad, opad from _hmac_key").fetchall()[0]
         _install_pads(target, ipad, opad)
+
+
+def key_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A digest of the key installed in ``con`` ('' without one): lines read under another key are other rows."""
+    if not _installed(con):
+        return ""
+    return con.execute("select sha256(sha256(opad || ipad)) from _hmac_key").fetchall()[0][0]
 
 
 def hmac_sql(expr: str) -> str:

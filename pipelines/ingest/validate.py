@@ -8,9 +8,13 @@ in a plausible range.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
@@ -176,14 +180,69 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
+# what else decides how a line becomes a stored row: the code that reads, checks, types and pseudonymises it
+_CODE = ("read.py", "validate.py", "pseudonymise.py", "load.py")
+
+
+def line_identity(
+    contract: Contract, source: Source, positions: dict[str, int], constants: dict[str, str], salt: str = ""
+) -> str:
+    """A digest of everything that decides which row a line of this file becomes: the contract, the source's
+    settings, where each column is in the file, the values taken from the file name, the reference CSVs, the code
+    and DuckDB version, and ``salt`` (the pseudonymisation key's fingerprint). Two lines with the same cells under
+    the same identity become the same row."""
+    digest = hashlib.sha256()
+    for part in (
+        contract.model_dump_json(),
+        source.model_dump_json(exclude={"path", "description"}),
+        json.dumps(positions, sort_keys=True),
+        json.dumps(constants, sort_keys=True),
+        _files_digest(tuple(sorted(contract.references.values()))),
+        salt,
+    ):
+        digest.update(part.encode() + b"\x1e")
+    return digest.hexdigest()
+
+
+@functools.cache
+def _files_digest(references: tuple[str, ...]) -> str:
+    """The code that makes rows of lines, DuckDB's version and the reference CSVs, read once per process."""
+    digest = hashlib.sha256(duckdb.__version__.encode())
+    for path in [Path(__file__).parent / name for name in _CODE] + [PROJECT_ROOT / r for r in references]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def line_hash(identity: str, positions: dict[str, int]) -> str:
+    """SQL over _cells: the 128-bit hash of a line's cells as read (the columns the contract takes, in its order),
+    under the identity of the rules that make it a row."""
+    cells = ", ".join(f"coalesce(c{i}, chr(0))" for i in positions.values())
+    return f"md5_number(concat_ws(chr(31), {lit(identity)}{', ' if cells else ''}{cells}))"
+
+
+def skip_known_lines(con: duckdb.DuckDBPyConnection, line: str, known: str) -> int:
+    """Fill ``_skip`` (_row, _line) with the lines of ``_cells`` that are a stored row again: their hash is the
+    ``_line_hash`` of a stored row that is still the latest version of its key (``known``: the raw table), and no
+    other line of the file has the same hash. Returns how many; they are not typed, checked or stored again."""
+    con.execute(
+        "create or replace temp table _skip as select any_value(l._row) as _row, l._line from "
+        f"(select _row, {line} as _line from _cells) l "
+        f"semi join {known} r on r._line_hash = l._line group by l._line having count(*) = 1"
+    )
+    return con.execute("select count(*) from _skip").fetchall()[0][0]
+
+
 def build_typed(
     con: duckdb.DuckDBPyConnection,
     contract: Contract,
     source: Source,
     positions: dict[str, int],
     constants: dict[str, str] | None = None,
+    line: str = "null",
+    skipped: bool = False,
 ) -> None:
-    """Create ``_text`` (trimmed, value-mapped text) and ``_typed`` (cast) from ``_cells``."""
+    """Create ``_text`` (trimmed, value-mapped text) and ``_typed`` (cast) from ``_cells``, each row with its
+    ``_line`` hash (the SQL ``line``), leaving out the rows in ``_skip`` when ``skipped``."""
     constants = constants or {}
     empty = ", ".join(lit(v.casefold()) for v in ("", *source.null_values))
     # two steps in one statement: each cell trimmed and emptied once (s), then the labels of the source YAML mapped
@@ -208,13 +267,15 @@ def build_typed(
             texts.append(f"s.{name}")
     used = [f"c{i}" for i in positions.values()]
     not_blank = " or ".join(f"nullif(trim({c}), '') is not null" for c in used) or "true"
+    # without skipped lines, projections and filters only: _text keeps the file's order (a join would not)
+    rows = "_cells anti join _skip using (_row)" if skipped else "_cells"
     con.execute(
-        f"create or replace temp table _text as select s._row, {', '.join(texts)} "
-        f"from (select _row, {', '.join(cells)} from _cells where {not_blank}) s"
+        f"create or replace temp table _text as select s._row, {', '.join(texts)}, s._line "
+        f"from (select _row, {', '.join(cells)}, {line} as _line from {rows} where {not_blank}) s"
     )
     release_cells(con)
     typed = ", ".join(f"{_typed_expr(c, 't.' + q(c.name), source)} as {q(c.name)}" for c in contract.columns)
-    con.execute(f"create or replace temp table _typed as select t._row, {typed} from _text t")
+    con.execute(f"create or replace temp table _typed as select t._row, {typed}, t._line from _text t")
 
 
 def _is_fault(text: str) -> str:
@@ -383,22 +444,32 @@ _references_loaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def validate(
-    con: duckdb.DuckDBPyConnection, cells: FileCells, contract: Contract, source: Source, file_name: str = ""
-) -> int:
-    """Build ``_typed`` or raise Rejected. Returns the number of data rows."""
+    con: duckdb.DuckDBPyConnection,
+    cells: FileCells,
+    contract: Contract,
+    source: Source,
+    file_name: str = "",
+    known: str | None = None,
+    salt: str = "",
+) -> tuple[int, int]:
+    """Build ``_typed`` or raise Rejected. Returns the number of data rows, and how many of them were left out
+    of ``_typed`` as lines the raw table ``known`` holds as the latest version of their key (see
+    ``skip_known_lines``; none without ``known``)."""
     constants = file_name_values(file_name, source)
     header_places = Places(cells.sheet, header_row=source.header_row if cells.sheet else 1)
     positions = map_header(cells.header, contract, source, constants, header_places)
     load_references(con, contract)
-    build_typed(con, contract, source, positions, constants)
+    line = line_hash(line_identity(contract, source, positions, constants, salt), positions)
+    skipped = skip_known_lines(con, line, known) if known else 0
+    build_typed(con, contract, source, positions, constants, line, skipped > 0)
     problems, total = find_problems(con, contract, source, Places(cells.sheet, positions, header_places.header_row))
     if problems:
         raise Rejected(problems, total)
     con.execute("drop table _text")  # checked: the rows go on from _typed
-    rows = con.execute("select count(*) from _typed").fetchall()[0][0]
+    rows = con.execute("select count(*) from _typed").fetchall()[0][0] + skipped
     if rows == 0:
         raise Rejected([Problem(None, None, None, "the file has a header but no data rows")])
-    return rows
+    return rows, skipped
 
 
 def unfit_raw_rows(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[tuple[str, str, int]]:
