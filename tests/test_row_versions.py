@@ -317,3 +317,26 @@ def test_a_file_read_ahead_skips_only_lines_that_are_still_the_latest_version(tm
         ("ips_quarterly/p001-back.csv", "loaded"),
     ]
     assert [v[1:] for v in versions[-2:]] == [(8, 0), (9, 0)], "the quarters changed, then back again (and one new)"
+
+
+def test_a_line_twice_where_a_key_may_never_repeat_is_refused_though_it_was_stored_before(tmp_path):
+    """Fidelity scores may never repeat a key: a line stored last night and held twice tonight is read, not
+    skipped, and the file is refused as when every line is read."""
+    paths = resolve_paths(inbox=tmp_path / "inbox", warehouse=tmp_path / "wh" / "co.duckdb")
+    folder = paths.inbox / "ips_fidelity"
+    folder.mkdir(parents=True)
+    prepare_warehouse(paths)
+    registry = load_registry(())
+    lines = [
+        "program_id,assessment_date,item_code,score_ips_a,score_ips_o",
+        "P1,2024-03-01,BZ1a,4,3",
+        "P1,2024-03-01,BZ2,5,5",
+    ]
+    with duckdb.connect(str(paths.work_db)) as con:
+        for night, text in enumerate(("\n".join(lines), "\n".join([*lines, lines[1]]))):
+            (folder / "p1.csv").write_text(text + "\n", encoding="utf-8")
+            os.utime(folder / "p1.csv", (1_800_000_000 + night, 1_800_000_000 + night))
+            (load,) = ingest_contract(
+                con, registry, registry.contracts["ips_fidelity"], paths.inbox, paths.quarantine_dir
+            )
+        assert load.status == "quarantined" and "lines 2, 4 repeat the same key" in load.error, load.error

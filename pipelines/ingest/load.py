@@ -479,7 +479,8 @@ def _small(path: Path) -> bool:
 def release_rows(con) -> None:
     """Drop the temp tables of the file just decided: the next file, dbt and the checks get the memory back."""
     release_cells(con)
-    for table in ("_text", "_typed", "_skip"):
+    con.execute("drop view if exists _skip")
+    for table in ("_text", "_typed", "_lines"):
         con.execute(f"drop table if exists {table}")
 
 

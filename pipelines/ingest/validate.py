@@ -220,15 +220,18 @@ def line_hash(identity: str, positions: dict[str, int]) -> str:
     return f"md5_number(concat_ws(chr(31), {lit(identity)}{', ' if cells else ''}{cells}))"
 
 
-def skip_known_lines(con: duckdb.DuckDBPyConnection, line: str, known: str) -> int:
-    """Fill ``_skip`` (_row, _line) with the lines of ``_cells`` that are a stored row again: their hash is the
-    ``_line_hash`` of a stored row that is still the latest version of its key (``known``: the raw table), and no
-    other line of the file has the same hash. Returns how many; they are not typed, checked or stored again."""
+def skip_known_lines(con: duckdb.DuckDBPyConnection, contract: Contract, line: str, known: str) -> int:
+    """Hash every line of ``_cells`` into ``_lines`` (_row, _line, skip) and show in ``_skip`` (_row, _line) those
+    that are a stored row again: their hash is the ``_line_hash`` of a stored row that is still the latest version
+    of its key (``known``: the raw table). Returns how many; they are not typed, checked or stored again. Where a key
+    may never repeat, a line the file holds twice is read (its checks refuse it)."""
+    twice = " and count(*) over (partition by _line) = 1" if contract.key_repeats == "never" else ""
     con.execute(
-        "create or replace temp table _skip as select any_value(l._row) as _row, l._line from "
-        f"(select _row, {line} as _line from _cells) l "
-        f"semi join {known} r on r._line_hash = l._line group by l._line having count(*) = 1"
+        "create or replace temp table _lines as select _row, _line, "
+        f"_line in (select _line_hash from {known} where _line_hash is not null){twice} as skip "
+        f"from (select _row, {line} as _line from _cells)"
     )
+    con.execute("create or replace temp view _skip as select _row, _line from _lines where skip")
     return con.execute("select count(*) from _skip").fetchall()[0][0]
 
 
@@ -267,11 +270,16 @@ def build_typed(
             texts.append(f"s.{name}")
     used = [f"c{i}" for i in positions.values()]
     not_blank = " or ".join(f"nullif(trim({c}), '') is not null" for c in used) or "true"
-    # without skipped lines, projections and filters only: _text keeps the file's order (a join would not)
-    rows = "_cells anti join _skip using (_row)" if skipped else "_cells"
+    # without skipped lines, projections and filters only: _text keeps the file's order (a join would not; the rows
+    # of a file with skipped lines are stored in the order of _row)
+    rows = (
+        "(select * from _cells semi join (select _row from _lines where not skip) using (_row)) where"
+        if skipped
+        else "_cells where"
+    )
     con.execute(
         f"create or replace temp table _text as select s._row, {', '.join(texts)}, s._line "
-        f"from (select _row, {', '.join(cells)}, {line} as _line from {rows} where {not_blank}) s"
+        f"from (select _row, {', '.join(cells)}, {line} as _line from {rows} ({not_blank})) s"
     )
     release_cells(con)
     typed = ", ".join(f"{_typed_expr(c, 't.' + q(c.name), source)} as {q(c.name)}" for c in contract.columns)
@@ -460,7 +468,7 @@ def validate(
     positions = map_header(cells.header, contract, source, constants, header_places)
     load_references(con, contract)
     line = line_hash(line_identity(contract, source, positions, constants, salt), positions)
-    skipped = skip_known_lines(con, line, known) if known else 0
+    skipped = skip_known_lines(con, contract, line, known) if known else 0
     build_typed(con, contract, source, positions, constants, line, skipped > 0)
     problems, total = find_problems(con, contract, source, Places(cells.sheet, positions, header_places.header_row))
     if problems:
