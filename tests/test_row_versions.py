@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import threading
 
 import duckdb
@@ -340,3 +342,64 @@ def test_a_line_twice_where_a_key_may_never_repeat_is_refused_though_it_was_stor
                 con, registry, registry.contracts["ips_fidelity"], paths.inbox, paths.quarantine_dir
             )
         assert load.status == "quarantined" and "lines 2, 4 repeat the same key" in load.error, load.error
+
+
+# --- the deregistrations the marts read: only changed keys are ranked again ---------------------
+
+
+def test_nightly_builds_rank_only_the_keys_that_changed_and_agree_with_ranking_every_version(tmp_path):
+    """int_outflow_latest_versions is incremental: a night ranks again the keys that got a new version, and the keys
+    that lost theirs to a retraction (a key with no version left goes). After every night it equals the latest
+    version of each key ranked over all of raw, here computed independently."""
+    from tests.conftest import ROOT, clean_env, run_refresh
+
+    inbox, warehouse = tmp_path / "inbox", tmp_path / "wh" / "co.duckdb"
+    (inbox / "outflow").mkdir(parents=True)
+    env = {"CARE_OUTCOMES_PSEUDONYM_KEY": "nachtelijke-export"}
+    work = warehouse.with_name("co.work.duckdb")
+    latest_by_hand = (
+        "select client_id, provider, end_date, destination, _load_id, _source_row from raw.outflow "
+        "qualify row_number() over (partition by provider, client_id, end_date order by _load_id desc, "
+        "_source_row desc) = 1 order by all"
+    )
+    built = (
+        "select client_pseudonym, provider, end_date, destination, load_id, source_row "
+        "from intermediate.int_outflow_latest_versions order by all"
+    )
+
+    def refresh(name: str | None = None, rows: dict[int, str] | None = None, at: int = 0) -> None:
+        if name:
+            (inbox / "outflow" / name).write_text(export(rows), encoding="utf-8")
+            os.utime(inbox / "outflow" / name, (1_800_000_000 + at, 1_800_000_000 + at))
+        done = run_refresh(inbox, warehouse, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        with duckdb.connect(str(work), read_only=True) as con:
+            assert con.execute(built).fetchall() == con.execute(latest_by_hand).fetchall()
+
+    refresh("monday.csv", {1: "opleiding", 2: "thuissituatie", 3: "andere_dagbesteding"})
+    # a mark on an unchanged key: a night that ranked it again would overwrite it
+    with duckdb.connect(str(work)) as con:
+        con.execute("update intermediate.int_outflow_latest_versions set location = 'gemarkeerd' where source_row = 3")
+    refresh(
+        "tuesday.csv", {1: "betaald_werk_regulier", 2: "thuissituatie", 3: "andere_dagbesteding", 4: "opleiding"}, 1
+    )
+    with duckdb.connect(str(work)) as con:
+        marked = con.execute(
+            "select source_row, location from intermediate.int_outflow_latest_versions where location = 'gemarkeerd'"
+        ).fetchall()
+        assert marked == [(3, "gemarkeerd")], "client 2 (line 3) was not ranked again"
+        con.execute("update intermediate.int_outflow_latest_versions set location = 'Ede' where source_row = 3")
+        assert con.execute(
+            "select destination from marts.outflow_by_destination where outflow_count > 0 order by all"
+        ).fetchall() == [("andere_dagbesteding",), ("betaald_werk_regulier",), ("opleiding",), ("thuissituatie",)]
+    # tuesday retracted: client 1 is monday's again, client 4 had no other version and is gone
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "retract", "outflow/tuesday.csv", "--warehouse", str(warehouse)],
+        capture_output=True, text=True, env=clean_env(**env), cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    refresh()
+    with duckdb.connect(str(work), read_only=True) as con:
+        assert con.execute(
+            "select destination, outflow_count from marts.outflow_by_destination where outflow_count > 0 order by all"
+        ).fetchall() == [("andere_dagbesteding", 1), ("opleiding", 1), ("thuissituatie", 1)]

@@ -1,27 +1,16 @@
-{#- A table, not a view like the other intermediate models: five marts and a key test read it, and as a view each
-    of them would rank every stored deregistration again (at national scale, 10 million rows, 8-12 s each). -#}
-{{ config(materialized='table') }}
+{#- A view over the incremental table int_outflow_latest_versions, where the deregistrations are ranked once: the
+    five marts read it without ranking every stored deregistration again. -#}
 
 {#- Care systems often re-export overlapping periods: one row per provider, client and end date,
     from the export received last. -#}
 with
 
-deregistrations as (
-    select * from {{ ref('stg_outflow__deregistrations') }}
+latest as (
+    select * from {{ ref('int_outflow_latest_versions') }}
 ),
 
 destinations as (
     select * from {{ ref('destinations') }}
-),
-
-latest as (
-    select
-        deregistrations.*,
-        row_number() over (
-            partition by provider, client_pseudonym, end_date
-            order by load_id desc, source_row desc
-        ) as version_rank
-    from deregistrations
 ),
 
 final as (
@@ -41,7 +30,6 @@ final as (
     from latest
     inner join destinations
         on destinations.destination = latest.destination
-    where latest.version_rank = 1
 )
 
 select * from final
