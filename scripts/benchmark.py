@@ -6,8 +6,10 @@
 Measures, each in a child process (wall time, peak memory of its largest process): the fixed cost (five rows into a
 new warehouse, the whole stack), a night with nothing new, and a full refresh of a generated Dutch care-system
 export (the zorgdossier CSV variant: semicolons, cp1252 header, dd-mm-jjjj dates, Dutch labels) beside bare
-DuckDB doing the core work on the same file; then the national data set of SPEC section 8 (hundreds of providers
-over 5 years, 1,000 programmes x 40 quarters with their fidelity assessments) beside bare DuckDB on its export.
+DuckDB doing the core work on the same file; the next night's full export of the same care system (every row
+again, 0.1% of them changed and 0.1% new, under the same name); then the national data set of SPEC section 8
+(hundreds of providers over 5 years, 1,000 programmes x 40 quarters with their fidelity assessments) beside bare
+DuckDB on its export.
 Numbers go in the README; no test depends on them.
 """
 
@@ -64,6 +66,20 @@ def write_export(path: Path, n_rows: int, providers: int = 40, days: int = 1200)
         while chunk := src.read(1 << 24):
             out.write(chunk.replace(b"\n", b"\r\n"))
     body.unlink()
+
+
+def write_next_night(path: Path, every: int = 1000) -> int:
+    """Tonight's full export over last night's: every row again, one in ``every`` changed (its location) and as
+    many new clients. Returns the number of changed and new rows."""
+    lines = path.read_bytes().split(b"\r\n")
+    body = lines[1:-1]
+    for i in range(0, len(body), every):  # the location moves: same key (provider, client, end date), new content
+        cells = body[i].split(b";")
+        cells[2] = b"Nieuwe locatie"
+        body[i] = b";".join(cells)
+    new = [b"N" + line[1:] for line in body[every // 2 :: every]]
+    path.write_bytes(b"\r\n".join([lines[0], *body, *new]) + b"\r\n")
+    return len(body[::every]) + len(new)
 
 
 FIDELITY_ITEMS = [  # (item, scored on IPS-A, scored on IPS-O), as the bundled sample's assessments
@@ -178,6 +194,15 @@ def main() -> int:
         raise SystemExit(bare["stderr"])
     full = refresh(big, env)
     print(full["stdout"], end="")
+    # the next night: the care system exports everything again, 0.1% changed or new
+    os.utime(export, (export.stat().st_mtime - 86400,) * 2)
+    changed = write_next_night(export)
+    night = refresh(big, env)
+    print(night["stdout"], end="")
+    with duckdb.connect(str(big / "wh" / "co.work.duckdb"), read_only=True) as con:
+        stored = con.execute("select rows_stored from audit.row_versions order by load_id desc limit 1").fetchall()[0][
+            0
+        ]
 
     national = None
     if not args.no_national:
@@ -201,6 +226,12 @@ def main() -> int:
          f"bare DuckDB {bare['seconds']:.1f} s, {bare['peak_mb']:.0f} MB", "", None),
         ("marginal cost (that refresh - the fixed cost)", f"{marginal:.1f} s", f"bare DuckDB {bare['seconds']:.1f} s",
          f"at most 1.5x = {1.5 * bare['seconds']:.1f} s", marginal <= 1.5 * bare["seconds"]),
+        (f"next night: the export again, {changed:,} rows changed or new",
+         f"{night['seconds']:.1f} s, {night['peak_mb']:.0f} MB, {stored:,} rows stored",
+         f"fixed cost {fixed['seconds']:.1f} s", "marginal cost of its changes only", None),
+        ("  its marginal cost (that night - the fixed cost)", f"{night['seconds'] - fixed['seconds']:.1f} s",
+         f"bare DuckDB on the export {bare['seconds']:.1f} s", "at most 1.5x its changed rows' share",
+         night["seconds"] - fixed["seconds"] <= 1.5 * bare["seconds"] * changed / args.rows),
     ]  # fmt: skip
     if national is not None:
         within = national["seconds"] <= 60 and national["peak_mb"] <= 4096
