@@ -95,20 +95,30 @@ def row_hash(contract: Contract, alias: str = "") -> str:
     return f"md5(concat_ws(chr(31), {cells}))"
 
 
+def _as_stored(contract: Contract, column: str, pseudonymise) -> str:
+    """SQL: a column of _typed (as y) as raw stores it, a client id pseudonymised."""
+    value = f"y.{q(column)}"
+    return pseudonymise(value) if column in contract.pseudonymise else value
+
+
+def same_key(contract: Contract, a: str, b: str) -> str:
+    """SQL: rows ``a`` and ``b`` have the same key (an empty key column matching an empty one)."""
+    return " and ".join(f"{a}.{q(k)} is not distinct from {b}.{q(k)}" for k in contract.key)
+
+
 def _keep_line_hashes(con, contract: Contract, table: str, newest: str, stored: int) -> None:
     """Keep ``_line_hash`` set on the latest version of each key only: an earlier version of a key this file stored
     anew is no longer one a line can repeat (a row changed back is a new version), and the latest version of a key
     whose line this file repeated unchanged gets that line's hash (it was read again: the next file skips it)."""
     keys = ", ".join(q(k) for k in contract.key)
-    same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
     if stored:
         con.execute(
             f"update {table} r set _line_hash = null from (select distinct {keys} from {table} where _load_id = "
-            f"{newest}) n where {same_key.format(a='r', b='n')} and r._load_id < {newest} and r._line_hash is not null"
+            f"{newest}) n where {same_key(contract, 'r', 'n')} and r._load_id < {newest} and r._line_hash is not null"
         )
     con.execute(
         f"update {table} r set _line_hash = u._line_hash from (select c._load_id, c._source_row, "
-        f"min(i._line_hash) as _line_hash from _incoming i join _latest c on {same_key.format(a='c', b='i')} "
+        f"min(i._line_hash) as _line_hash from _incoming i join _latest c on {same_key(contract, 'c', 'i')} "
         "and c._row_hash = i._row_hash where c._line_hash is distinct from i._line_hash group by all) u "
         "where r._load_id = u._load_id and r._source_row = u._source_row"
     )
@@ -162,10 +172,7 @@ def _insert_rows(
     con, contract: Contract, source: Source, file_name: str, now: dt.datetime, pseudonymise, rows: int
 ) -> None:
     """Store the rows of _typed (``rows`` of them) that are new or changed, and record what was stored."""
-    selected = [
-        pseudonymise(f"y.{q(c.name)}") if c.name in contract.pseudonymise else f"y.{q(c.name)}"
-        for c in contract.columns
-    ]
+    selected = [_as_stored(contract, c.name, pseudonymise) for c in contract.columns]
     table = f"raw.{q(contract.raw_table)}"
     newest = "(select max(load_id) from audit.file_loads)"
     columns = ", ".join(map(q, raw_columns(contract)))
@@ -186,17 +193,16 @@ def _insert_rows(
     # again (a nightly full export adds its changes only); a changed row is a new version, the earlier ones stay
     con.execute(f"create or replace temp table _incoming as {incoming}", lineage)
     keys = ", ".join(f"r.{q(k)}" for k in contract.key)
-    same_key = " and ".join(f"{{a}}.{q(k)} is not distinct from {{b}}.{q(k)}" for k in contract.key)
     # the latest stored version of each key the file holds (none for a programme's first file, say)
     con.execute(
         f"create or replace temp table _latest as select {keys}, r._row_hash, r._line_hash, r._load_id, r._source_row "
-        f"from {table} r semi join _incoming n on {same_key.format(a='r', b='n')} "
+        f"from {table} r semi join _incoming n on {same_key(contract, 'r', 'n')} "
         f"qualify row_number() over (partition by {keys} order by r._load_id desc, r._source_row desc) = 1"
     )
     repeats = con.execute("select exists (select 1 from _latest)").fetchall()[0][0]
     stored = con.execute(
         f"insert into {table} ({columns}) select i.* from _incoming i where not exists "
-        f"(select 1 from _latest c where {same_key.format(a='c', b='i')} and c._row_hash = i._row_hash) "
+        f"(select 1 from _latest c where {same_key(contract, 'c', 'i')} and c._row_hash = i._row_hash) "
         "order by i._source_row"
     ).fetchall()[0][0]
     con.execute(f"insert into audit.row_versions select {newest}, ?, ?", [stored, rows - stored])
@@ -290,7 +296,11 @@ def prepare(
         cells = read_cells(con, path, source)
         table = f"raw.{q(contract.raw_table)}"
         known = None
-        if skip and con.execute(f"select exists (select 1 from {table} where _line_hash is not null)").fetchall()[0][0]:
+        if (
+            skip
+            and path.stat().st_size >= SKIP_KNOWN_FROM_BYTES
+            and con.execute(f"select exists (select 1 from {table} where _line_hash is not null)").fetchall()[0][0]
+        ):
             known = table
             prepared.stored_up_to = con.execute(f"select coalesce(max(_load_id), 0) from {table}").fetchall()[0][0]
         prepared.rows, prepared.skipped = validate(
@@ -377,12 +387,10 @@ def _confirm_skips(con, prepared: Prepared, contract: Contract, pseudonymise, lo
             prepared = prepare(*args)
             if not prepared.skipped:
                 return prepared
-    keys = ", ".join(
-        f"{pseudonymise('y.' + q(k)) if k in contract.pseudonymise else 'y.' + q(k)} as {q(k)}" for k in contract.key
-    )
-    same_key = " and ".join(f"r.{q(k)} is not distinct from n.{q(k)}" for k in contract.key)
+    keys = ", ".join(f"{_as_stored(contract, k, pseudonymise)} as {q(k)}" for k in contract.key)
     shared = con.execute(
-        f"select exists (select 1 from {table} r semi join (select distinct {keys} from _typed y) n on {same_key} "
+        f"select exists (select 1 from {table} r semi join (select distinct {keys} from _typed y) n "
+        f"on {same_key(contract, 'r', 'n')} "
         "where r._line_hash in (select _line from _skip))"
     ).fetchall()[0][0]
     if shared:
@@ -467,6 +475,11 @@ READ_AHEAD = 2  # files read and checked while the one before is stored (0: one 
 
 
 PREPARE_AHEAD_BYTES = 64 << 20  # a larger file is read alone: two at once would need twice the memory
+
+# from this size on, a file's lines that are stored rows again are skipped (a nightly full export). Looking them up
+# costs a pass over the stored line hashes of the contract; a smaller file (a programme's quarterly submission) is
+# typed and checked whole in less time than that, and a thousand of them would each pass over the hashes of all.
+SKIP_KNOWN_FROM_BYTES = 4 << 20
 
 
 def _small(path: Path) -> bool:

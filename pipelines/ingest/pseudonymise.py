@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from pathlib import Path
 
 import duckdb
@@ -52,29 +53,26 @@ def install_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
 def _install_pads(con: duckdb.DuckDBPyConnection, ipad: bytes, opad: bytes) -> None:
     con.execute("create or replace temp table _hmac_key (ipad blob, opad blob)")
     con.execute("insert into _hmac_key values (?, ?)", [ipad, opad])
+    _fingerprints[con] = hashlib.sha256(hashlib.sha256(opad + ipad).digest()).hexdigest()
 
 
-def _installed(con: duckdb.DuckDBPyConnection) -> bool:
-    return (
-        con.execute("select count(*) from duckdb_tables() where temporary and table_name = '_hmac_key'").fetchall()[0][
-            0
-        ]
-        > 0
-    )
+# per connection (while it lives): a digest of the key installed in it
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def copy_key(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection) -> None:
     """The key installed in ``source``, if any, into ``target`` (another connection: temp tables are its own)."""
-    if _installed(source):
+    installed = source.execute(
+        "select count(*) from duckdb_tables() where temporary and table_name = '_hmac_key'"
+    ).fetchall()[0][0]
+    if installed:
         ipad, opad = source.execute("select ipad, opad from _hmac_key").fetchall()[0]
         _install_pads(target, ipad, opad)
 
 
 def key_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """A digest of the key installed in ``con`` ('' without one): lines read under another key are other rows."""
-    if not _installed(con):
-        return ""
-    return con.execute("select sha256(sha256(opad || ipad)) from _hmac_key").fetchall()[0][0]
+    return _fingerprints.get(con, "")
 
 
 def hmac_sql(expr: str) -> str:
