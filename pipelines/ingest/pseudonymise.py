@@ -53,26 +53,25 @@ def install_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
 def _install_pads(con: duckdb.DuckDBPyConnection, ipad: bytes, opad: bytes) -> None:
     con.execute("create or replace temp table _hmac_key (ipad blob, opad blob)")
     con.execute("insert into _hmac_key values (?, ?)", [ipad, opad])
-    _fingerprints[con] = hashlib.sha256(hashlib.sha256(opad + ipad).digest()).hexdigest()
+    _pads[con] = (ipad, opad)
 
 
-# per connection (while it lives): a digest of the key installed in it
-_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# per connection (while it lives): the pads installed in its _hmac_key
+_pads: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def copy_key(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection) -> None:
     """The key installed in ``source``, if any, into ``target`` (another connection: temp tables are its own)."""
-    installed = source.execute(
-        "select count(*) from duckdb_tables() where temporary and table_name = '_hmac_key'"
-    ).fetchall()[0][0]
-    if installed:
-        ipad, opad = source.execute("select ipad, opad from _hmac_key").fetchall()[0]
-        _install_pads(target, ipad, opad)
+    if source in _pads:
+        _install_pads(target, *_pads[source])
 
 
 def key_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """A digest of the key installed in ``con`` ('' without one): lines read under another key are other rows."""
-    return _fingerprints.get(con, "")
+    if con not in _pads:
+        return ""
+    ipad, opad = _pads[con]
+    return hashlib.sha256(hashlib.sha256(opad + ipad).digest()).hexdigest()
 
 
 def hmac_sql(expr: str) -> str:
