@@ -302,7 +302,7 @@ def prepare(
             and con.execute(f"select exists (select 1 from {table} where _line_hash is not null)").fetchall()[0][0]
         ):
             known = table
-            prepared.stored_up_to = con.execute(f"select coalesce(max(_load_id), 0) from {table}").fetchall()[0][0]
+            prepared.stored_up_to = _newest_stored(con, table)
         prepared.rows, prepared.skipped = validate(
             con, cells, contract, source, path.name, known=known, salt=key_fingerprint(con)
         )
@@ -373,14 +373,18 @@ def finish(
     return load
 
 
+def _newest_stored(con, table: str) -> int:
+    """The newest _load_id of a raw table (0 while it is empty)."""
+    return con.execute(f"select coalesce(max(_load_id), 0) from {table}").fetchall()[0][0]
+
+
 def _confirm_skips(con, prepared: Prepared, contract: Contract, pseudonymise, log) -> Prepared:
     """The file as ``prepare`` left it if its skipped lines are still the latest versions of their keys and no
     checked row shares a key with one of them; else the file prepared again, in its turn (a file stored meanwhile
     may have changed a key), or read whole (a key in both: the file's own checks of repeated keys decide)."""
     table = f"raw.{q(contract.raw_table)}"
     args = (con, prepared.path, prepared.file_name, prepared.source, contract, log)
-    newest = con.execute(f"select coalesce(max(_load_id), 0) from {table}").fetchall()[0][0]
-    if newest != prepared.stored_up_to:
+    if _newest_stored(con, table) != prepared.stored_up_to:
         current = con.execute(f"select count(*) from _skip s semi join {table} r on r._line_hash = s._line")
         if current.fetchall()[0][0] != prepared.skipped:
             release_rows(con)
