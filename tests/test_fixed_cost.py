@@ -265,8 +265,9 @@ def test_the_benchmarks_dbt_floor_builds_the_project_as_the_refresh_does(sample_
     spec = importlib.util.spec_from_file_location("benchmark", Path(__file__).parents[1] / "scripts" / "benchmark.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    work_db = tmp_path / resolve_paths(warehouse=sample_warehouse).work_db.name
-    shutil.copyfile(resolve_paths(warehouse=sample_warehouse).work_db, work_db)
+    sample_work_db = resolve_paths(warehouse=sample_warehouse).work_db
+    work_db = tmp_path / sample_work_db.name
+    shutil.copyfile(sample_work_db, work_db)
     with duckdb.connect(str(work_db)) as con:
         expected = con.execute("select * from marts.ips_yearly order by all").fetchall()
         con.execute("drop table marts.ips_yearly")

@@ -165,13 +165,18 @@ def print_pdfs(chromium: str, pages: list[Path], started: Future[Chromium] | Non
     """A PDF beside each HTML: one browser, or two side by side for a national set (1.35x as fast on 2 cores; a
     browser costs 0.4 s to start). ``started``: a browser started beforehand (while the HTML was written), the first
     one to use, closed once it has printed (its starter closes it where nothing was printed)."""
-    browsers = min(os.cpu_count() or 1, 2) if len(pages) >= PAGES_PER_BROWSER else 1
+    browsers = browsers_for(len(pages))
     if not pages:
         return []
     firsts = [started, *[None] * (browsers - 1)]
     with ThreadPoolExecutor(browsers) as pool:  # the threads wait on the browsers' pipes
         shares = list(pool.map(_print, [chromium] * browsers, [pages[i::browsers] for i in range(browsers)], firsts))
     return sorted(pdf for share in shares for pdf in share)
+
+
+def browsers_for(pages: int) -> int:
+    """How many browsers print_pdfs prints this many pages with."""
+    return min(os.cpu_count() or 1, 2) if pages >= PAGES_PER_BROWSER else 1
 
 
 def start_browser(chromium: str) -> Future[Chromium]:

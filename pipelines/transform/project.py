@@ -41,9 +41,14 @@ def dbt_parse_ahead_args(
 ) -> list[str]:
     """`dbt parse` as the nightly build will see the project (same project, profile and vars: dbt keeps a parse state
     only for these), for the dbt worker to parse ahead of the build (pipelines/transform/worker.py)."""
-    profiles = str(profiles_dir(project_dir))
-    options = ["--project-dir", str(project_dir), "--profiles-dir", profiles, "--log-level", "none"]
-    return dbt_args("parse", work_db, *options, "--no-send-anonymous-usage-stats", memory=memory)
+    return dbt_args("parse", work_db, *project_options(project_dir), memory=memory)
+
+
+def project_options(project_dir: Path = DBT_DIR) -> list[str]:
+    """The project and its profiles, dbt's own log off (its events are read instead), no usage stats: the options of
+    a dbt command run by dbt's programmatic runner."""
+    where = ["--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir(project_dir))]
+    return [*where, "--log-level", "none", "--no-send-anonymous-usage-stats"]
 
 
 def dbt_build_args(work_db: str | os.PathLike, memory: str = DEFAULT_MEMORY_LIMIT) -> list[str]:
