@@ -42,6 +42,15 @@ def memory_limit(environ: Mapping[str, str] = os.environ) -> str:
     return value
 
 
+_UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(limit: str) -> int:
+    """A memory_limit() value in bytes ('3GB' -> 3,000,000,000, as DuckDB counts it)."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]+)", limit.strip().lower()).groups()
+    return int(float(number) * _UNITS[unit])
+
+
 @dataclass(frozen=True)
 class Paths:
     """Every path one refresh touches, derived from the inbox, the serving file and the extra source folders."""
@@ -135,6 +144,28 @@ def without_values(message: object, limit: int = 300) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", " ".join(str(message).split()))[:limit]
 
 
+def shown(text: object, limit: int | None = None) -> str:
+    """Text as it may stand in a message, a summary line or a log: every character that is not printable (control
+    characters and line breaks, zero-width, format and other invisible characters, non-breaking and other unusual
+    spaces, and a byte of a file name that was no UTF-8) written as an escape (``\\u200b``, ``\\n``, ``\\xeb``), so it
+    can never start a line of its own or pass for another name; cut at ``limit`` characters (with ``…``)."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if ch in "\n\r\t":
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch]
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 # --- the audit schema --------------------------------------------------------------------------
 
 AUDIT_DDL = """
@@ -143,7 +174,7 @@ create table if not exists audit.file_loads (
     load_id      integer primary key,
     file_name    varchar not null,
     source       varchar not null,
-    status       varchar not null check (status in ('loaded', 'quarantined', 'duplicate')),
+    status       varchar not null check (status in ('loaded', 'quarantined', 'duplicate', 'skipped')),
     rows_loaded  bigint not null,
     error        varchar,
     sha256       varchar not null,
@@ -207,6 +238,29 @@ create table if not exists audit.check_results (
 def ensure_audit(con: duckdb.DuckDBPyConnection) -> None:
     """Create schema audit with file_loads (one row per inbound file) and check_results (one row per check)."""
     con.execute(AUDIT_DDL)
+    _allow_skipped(con)
+
+
+def _allow_skipped(con: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse from before 'skipped' (an inbox entry that is no regular file: a link, a FIFO, a device) gets the
+    status in audit.file_loads' check: DuckDB cannot alter a check, so the table is made anew with every row."""
+    checks = con.execute(
+        "select expression from duckdb_constraints() where database_name = current_database() "
+        "and schema_name = 'audit' and table_name = 'file_loads' and constraint_type = 'CHECK'"
+    ).fetchall()
+    if not checks or any("skipped" in (expression or "") for (expression,) in checks):
+        return
+    ddl = AUDIT_DDL.split("create table if not exists audit.file_loads", 1)[1].split(";", 1)[0]
+    con.execute("begin transaction")
+    try:
+        con.execute(f"create table audit.file_loads__new {ddl}")
+        con.execute("insert into audit.file_loads__new select * from audit.file_loads")
+        con.execute("drop table audit.file_loads")
+        con.execute("alter table audit.file_loads__new rename to file_loads")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:

@@ -63,10 +63,10 @@ def test_an_unexpected_error_in_one_file_quarantines_only_that_file(tmp_path, mo
     write(inbox / "ips_quarterly" / "c_good.csv", f"{HEADER}\nC,Drie,2018,1,80,5,6.3,30,20,2,1,3\n")
     real = load_module.read_cells
 
-    def read_cells(con, path, source):
-        if path.name == "b_odd.csv":  # a fault nobody foresaw, quoting a value
+    def read_cells(con, path, source, named=None, fd=None):
+        if (named or path).name == "b_odd.csv":  # a fault nobody foresaw, quoting a value
             raise RuntimeError("internal parser state broke on 'C555999'")
-        return real(con, path, source)
+        return real(con, path, source, named, fd)
 
     monkeypatch.setattr(load_module, "read_cells", read_cells)
     registry = load_registry()
@@ -91,14 +91,14 @@ def test_a_file_that_cannot_be_opened_is_quarantined_and_recorded_once(tmp_path,
     # as root (CI) a file without read permission still opens: the operating system's refusal is simulated
     inbox = tmp_path / "inbox"
     locked = write(inbox / "ips_quarterly" / "locked.csv", f"{HEADER}\nL,Slot,2018,1,80,5,6.3,30,20,2,1,3\n")
-    real = load_module.sha256_of
+    real = load_module.open_regular
 
-    def sha256_of(path):
+    def open_regular(path):
         if path == locked:
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(load_module, "sha256_of", sha256_of)
+    monkeypatch.setattr(load_module, "open_regular", open_regular)
     registry = load_registry()
     con = duckdb.connect(str(tmp_path / "work.duckdb"))
     contract = registry.contracts["ips_quarterly"]
@@ -109,7 +109,7 @@ def test_a_file_that_cannot_be_opened_is_quarantined_and_recorded_once(tmp_path,
     os.utime(locked)  # chmod changes ctime: the same file, once readable, is decided again
     time.sleep(0.01)
     locked.chmod(0o644)
-    monkeypatch.setattr(load_module, "sha256_of", real)
+    monkeypatch.setattr(load_module, "open_regular", real)
     (again,) = ingest_contract(con, registry, contract, inbox, tmp_path / "q")
     assert again.status == "loaded"
 

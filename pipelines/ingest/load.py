@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fnmatch
 import hashlib
 import logging
+import os
 import shutil
+import stat
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ from pipelines.ingest.pseudonymise import copy_key, key_fingerprint
 from pipelines.ingest.read import Unreadable, read_cells, release_cells
 from pipelines.ingest.registry import Contract, Registry, Source
 from pipelines.ingest.validate import Rejected, validate
-from pipelines.warehouse import WarehouseFault, ensure_audit, has_table, q, storage_fault, without_values
+from pipelines.warehouse import WarehouseFault, ensure_audit, has_table, q, shown, storage_fault, without_values
 
 logger = logging.getLogger("care_outcomes.ingest")
 
@@ -124,8 +127,14 @@ def _keep_line_hashes(con, contract: Contract, table: str, newest: str, stored: 
     )
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path | int) -> str:
+    """The SHA-256 of a file, by path or by an open file descriptor (read from its start; the descriptor stays open)."""
     digest = hashlib.sha256()
+    if isinstance(path, int):
+        os.lseek(path, 0, os.SEEK_SET)
+        while chunk := os.read(path, 1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
@@ -141,16 +150,105 @@ def check_inbox(inbox: Path, registry: Registry) -> None:
         raise WarehouseFault(f"the inbox {inbox} holds none of the source folders ({', '.join(folders)})")
 
 
-def inbox_files(inbox: Path, source: Source) -> list[Path]:
-    """Every file in the source's folder, sub-folders included (hidden files and folders left out)."""
+@dataclass(frozen=True)
+class InboxEntry:
+    """One entry of a source's inbox folder, as listed without following any link."""
+
+    path: Path
+    name: str  # as recorded and shown: '<folder>/<path below it>', every unprintable character escaped (shown())
+    kind: str | None  # None for a regular file; else what it is ('a symbolic link', 'a FIFO', ...): never opened
+    size: int
+    mtime_ns: int
+
+
+def _kind(mode: int) -> str | None:
+    for test, kind in (
+        (stat.S_ISREG, None),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return kind
+    return "no regular file"
+
+
+def inbox_entries(inbox: Path, source: Source) -> list[InboxEntry]:
+    """Every entry of the source's folder and its sub-folders, hidden ones (starting with '.') left out, sorted by
+    name. Nothing is followed: a link (to a file or a folder, inside the inbox or out of it) is an entry of its own,
+    and so are FIFOs, sockets and devices; only regular files are ever read (``open_regular``)."""
     folder = inbox / source.folder
-    if not folder.is_dir():
+    try:
+        if not stat.S_ISDIR(folder.lstat().st_mode):
+            return []
+    except OSError:
         return []
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    entries: list[InboxEntry] = []
+    pending = [folder]
+    while pending:
+        directory = pending.pop()
+        try:
+            listing = list(os.scandir(directory))
+        except OSError:
+            continue  # a folder that cannot be listed holds nothing to read
+        for item in listing:
+            if item.name.startswith("."):
+                continue
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(Path(item.path))
+                continue
+            path = Path(item.path)
+            name = shown(f"{source.folder}/{path.relative_to(folder).as_posix()}")
+            entries.append(InboxEntry(path, name, _kind(info.st_mode), info.st_size, info.st_mtime_ns))
+    return sorted(entries, key=lambda e: e.name)
+
+
+def inbox_files(inbox: Path, source: Source) -> list[Path]:
+    """The regular files of the source's folder and its sub-folders (hidden ones left out): what the ingest reads."""
+    return [e.path for e in inbox_entries(inbox, source) if e.kind is None]
+
+
+class NotRegular(OSError):
+    """An inbox entry that is not a regular file living in the inbox: it is never read."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_regular(path: Path) -> int:
+    """A file descriptor of ``path`` if it is a regular file: a link is not followed (O_NOFOLLOW) and a FIFO or device
+    is never waited on (O_NONBLOCK), so nothing outside the inbox is read, and nothing hangs the night."""
+    kind = _kind(os.lstat(path).st_mode)
+    if kind is not None:
+        raise NotRegular(f"it is {kind}, not a regular file")
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # it became a link since
+            raise NotRegular("it is a symbolic link, not a regular file") from None
+        raise
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise NotRegular(f"it is {kind}, not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def fd_path(fd: int, path: Path) -> Path:
+    """A path that opens exactly the file behind ``fd`` (Linux: /proc/self/fd/N), for readers that take a path
+    (DuckDB, the workbook reader): the file checked is the file read, whatever its name holds. Elsewhere ``path``."""
+    proc = Path(f"/proc/self/fd/{fd}")
+    return proc if proc.exists() else path
 
 
 def _record(con, load: FileLoad, now: dt.datetime) -> None:
@@ -160,12 +258,35 @@ def _record(con, load: FileLoad, now: dt.datetime) -> None:
     )
 
 
+QUARANTINE_NAME_BYTES = 120  # of the file's own name in its quarantine copy's name (file systems take 255)
+
+
+def quarantine_name(path: Path, sha: str) -> str:
+    """The name of a quarantined file's copy: its hash, then its own name made safe (escaped, no separator) and cut
+    to a bounded length, its extension kept."""
+    name = shown(path.name).replace("/", "_")
+    if len(name.encode()) > QUARANTINE_NAME_BYTES:
+        suffix = shown(path.suffix)[:16]
+        name = name.encode()[: QUARANTINE_NAME_BYTES - len(suffix.encode()) - 1].decode(errors="ignore") + "…" + suffix
+    return f"{sha[:12]}_{name}"
+
+
 def _keep_bytes(path: Path, sha: str, quarantine_dir: Path) -> None:
+    """Copy the file's bytes into quarantine, from the regular file itself (never through a link)."""
+    try:
+        fd = open_regular(path)
+    except OSError:
+        return  # gone, or no longer a regular file: nothing to keep (its reason is recorded all the same)
     try:
         quarantine_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, quarantine_dir / f"{sha[:12]}_{path.name}")
+        target = quarantine_dir / quarantine_name(path, sha)
+        with os.fdopen(fd, "rb", closefd=False) as src, target.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.utime(target, ns=(os.fstat(fd).st_atime_ns, os.fstat(fd).st_mtime_ns))
     except OSError as exc:
         raise storage_fault(exc, quarantine_dir) or exc from None
+    finally:
+        os.close(fd)
 
 
 def _insert_rows(
@@ -243,10 +364,14 @@ def _handled(con, sha: str, file_name: str) -> bool:
 
 
 def _unreadable_signature(path: Path, file_name: str) -> str:
-    """Stands in for the hash of a file that cannot be opened: changes when the file or its permissions change."""
-    stat = path.stat()
+    """Stands in for the hash of a file that cannot be opened (or is no regular file: never opened): changes when the
+    entry or its permissions change."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return hashlib.sha256(f"gone:{file_name}".encode()).hexdigest()
     return hashlib.sha256(
-        f"unreadable:{file_name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}".encode()
+        f"unreadable:{file_name}:{info.st_mode}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}".encode()
     ).hexdigest()
 
 
@@ -265,6 +390,7 @@ class Prepared:
     read: bool = False  # read and checked (a file whose bytes were seen before under another name is not)
     skipped: int = 0  # of the rows, lines that are stored rows again (in _skip, not in _typed)
     stored_up_to: int = 0  # the newest _load_id in the raw table when the lines to skip were chosen
+    status: str = "quarantined"  # the fate of a file with a reason: 'skipped' for an entry that is no regular file
 
 
 def prepare(
@@ -278,14 +404,33 @@ def prepare(
 ) -> Prepared:
     """Read and check one file into ``_typed`` of ``con``: everything about a file that does not depend on the
     files decided before it in this run, so it can be done while the file before is stored. With ``skip``, lines
-    that are the latest stored version of their key again are left out (``finish`` confirms that in its turn)."""
+    that are the latest stored version of their key again are left out (``finish`` confirms that in its turn).
+    Only a regular file is opened, and what is read is the file that was opened (``fd_path``)."""
     log = log or logger
     try:
-        sha = sha256_of(path)
+        fd = open_regular(path)
+    except NotRegular as exc:
+        sha = _unreadable_signature(path, file_name)
+        reason = f"{file_name}: skipped: {exc}; it is never opened or copied (put the file itself in the inbox)"
+        prepared = Prepared(path, file_name, source, sha, reason=reason, keep_bytes=False, status="skipped")
+        prepared.handled = _handled(con, sha, file_name)
+        return prepared
     except OSError as exc:
         sha = _unreadable_signature(path, file_name)
         reason = f"{file_name}: could not be read: {exc.strerror or type(exc).__name__} (its bytes could not be kept)"
         return Prepared(path, file_name, source, sha, _handled(con, sha, file_name), reason=reason, keep_bytes=False)
+    try:
+        return _prepare_open(con, fd, path, file_name, source, contract, log, skip)
+    finally:
+        os.close(fd)
+
+
+def _prepare_open(con, fd: int, path: Path, file_name: str, source: Source, contract: Contract, log, skip: bool):
+    try:
+        sha = sha256_of(fd)
+    except OSError as exc:
+        reason = f"{file_name}: could not be read: {exc.strerror or type(exc).__name__}"
+        return Prepared(path, file_name, source, _unreadable_signature(path, file_name), reason=reason)
     prepared = Prepared(path, file_name, source, sha, _handled(con, sha, file_name))
     if prepared.handled or _seen(con, sha, file_name):  # a duplicate is not read (finish says so)
         return prepared
@@ -293,12 +438,12 @@ def prepare(
         if not any(fnmatch.fnmatch(path.name.lower(), p.lower()) for p in source.patterns):
             raise Unreadable(f"file name does not match this source's patterns ({', '.join(source.patterns)})")
         prepared.read = True
-        cells = read_cells(con, path, source)
+        cells = read_cells(con, fd_path(fd, path), source, named=path, fd=fd)
         table = f"raw.{q(contract.raw_table)}"
         known = None
         if (
             skip
-            and path.stat().st_size >= SKIP_KNOWN_FROM_BYTES
+            and os.fstat(fd).st_size >= SKIP_KNOWN_FROM_BYTES
             and con.execute(f"select exists (select 1 from {table} where _line_hash is not null)").fetchall()[0][0]
         ):
             known = table
@@ -332,7 +477,7 @@ def finish(
         return None
     if not prepared.keep_bytes:
         return _decided(
-            con, FileLoad(file_name, source.name, "quarantined", 0, prepared.reason, sha), now, quarantine_dir.parent
+            con, FileLoad(file_name, source.name, prepared.status, 0, prepared.reason, sha), now, quarantine_dir.parent
         )
     seen = _seen(con, sha, file_name)
     if seen:
@@ -430,14 +575,9 @@ def ingest_contract(
     ensure_tables(con, contract)
     now = dt.datetime.now().replace(microsecond=0)
     files = [
-        (
-            int(path.stat().st_mtime),
-            f"{source.folder}/{path.relative_to(inbox / source.folder).as_posix()}",
-            path,
-            source,
-        )
+        (entry.mtime_ns // 1_000_000_000, entry.name, entry.path, source)
         for source in registry.sources_for(contract.name)
-        for path in inbox_files(inbox, source)
+        for entry in inbox_entries(inbox, source)
     ]
     ordered = [(file_name, path, source) for _, file_name, path, source in sorted(files, key=lambda f: f[:2])]
     loads: list[FileLoad] = []
@@ -488,7 +628,7 @@ SKIP_KNOWN_FROM_BYTES = 4 << 20
 
 def _small(path: Path) -> bool:
     try:
-        return path.stat().st_size < PREPARE_AHEAD_BYTES
+        return path.lstat().st_size < PREPARE_AHEAD_BYTES
     except OSError:  # prepare says what is wrong with it, in its turn
         return False
 
@@ -561,7 +701,11 @@ def file_states(con: duckdb.DuckDBPyConnection) -> list[FileState]:
 
 def waiting_in_quarantine(con: duckdb.DuckDBPyConnection, inbox: Path) -> list[FileState]:
     """Quarantined files still in the inbox: they wait for a corrected file or a `care-outcomes retry`."""
-    return [s for s in file_states(con) if s.status == "quarantined" and (inbox / s.file_name).exists()]
+    present = set()
+    for folder, _, names in os.walk(inbox):  # links are not followed, as in the ingest
+        below = Path(folder).relative_to(inbox)
+        present.update(shown((below / name).as_posix()) for name in names)
+    return [s for s in file_states(con) if s.status == "quarantined" and s.file_name in present]
 
 
 class RepairRefused(Exception):

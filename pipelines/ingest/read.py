@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
 import io
+import pickle
 import re
+import signal
+import subprocess
+import sys
 import tempfile
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from xml.etree import ElementTree
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.ingest.registry import Source
+from pipelines.ingest.screen import normalised
+from pipelines.ingest.workbook import CELL_FAULT, column_letter  # noqa: F401 - validate.py takes them from here
 from pipelines.warehouse import without_values
 
 CHUNK = 1 << 20
-# A cell that Excel could not give a value for starts with this mark, followed by what is wrong;
-# validate.py names such a cell instead of reading it as text or as empty.
-CELL_FAULT = "\x00"
 
 
 class Unreadable(Exception):
@@ -54,12 +54,15 @@ def file_format(path: Path, source: Source) -> str:
     raise Unreadable(f"cannot tell the format from the extension '{suffix}' (expected .csv or .xlsx)")
 
 
-def read_cells(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> FileCells:
-    """Fill temp table ``_cells`` from the file."""
+def read_cells(
+    con: duckdb.DuckDBPyConnection, path: Path, source: Source, named: Path | None = None, fd: int | None = None
+) -> FileCells:
+    """Fill temp table ``_cells`` from the file at ``path``; ``named``: the name it has in the inbox (its format goes
+    by that name's extension), where ``path`` opens the file checked by its descriptor ``fd`` (load.fd_path)."""
     if path.stat().st_size == 0:
         raise Unreadable("the file is empty (0 bytes)")
-    if file_format(path, source) == "xlsx":
-        return _read_xlsx(con, path, source)
+    if file_format(named or path, source) == "xlsx":
+        return _read_xlsx(con, path, source, fd)
     return _read_csv(con, path, source)
 
 
@@ -208,7 +211,7 @@ def _header(path: Path, delimiter: str) -> list[str]:
             first = next(csv.reader(io.StringIO(fh.readline()), delimiter=delimiter), [])
         except csv.Error as exc:
             raise Unreadable(f"line 1 (the header) cannot be read: {exc}") from None
-    header = [cell.strip() for cell in first]
+    header = [normalised(cell) for cell in first]
     if not any(header):
         raise Unreadable("the first line holds no column names")
     if len(header) == 1:
@@ -292,153 +295,61 @@ def release_cells(con: duckdb.DuckDBPyConnection) -> None:
 
 # --- XLSX ------------------------------------------------------------------------------------
 
-
-def _cell_text(value) -> str | None:
-    """Excel gives numbers as doubles and dates as datetimes: write them as a person would type them."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value)
+WORKBOOK_READER = Path(__file__).with_name("workbook.py")
+WORKBOOK_CPU_SECONDS = 300  # a workbook that takes longer to read is no form or export
 
 
-def column_letter(index: int) -> str:
-    """0 -> A, 25 -> Z, 26 -> AA: how Excel names a column."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
+def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, source: Source, fd: int | None = None) -> FileCells:
+    """The sheet's cells, read by workbook.py in a child process with bounded memory and time (a workbook can declare
+    billions of cells or unpack to gigabytes, and the Excel reader then aborts its process): a reader that stops
+    quarantines the file, never the night."""
+    from pipelines.warehouse import memory_bytes, memory_limit
 
-
-_CELL_REF = re.compile(r"([A-Z]+)(\d+)")
-_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-
-
-def _column_index(letters: str) -> int:
-    index = 0
-    for letter in letters:
-        index = index * 26 + ord(letter) - ord("A") + 1
-    return index - 1
-
-
-def _sheet_xml(archive: zipfile.ZipFile, sheet: str) -> str | None:
-    """The part of the workbook that holds the named sheet."""
-    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-    rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
-    targets = {r.get("Id"): r.get("Target") for r in rels}
-    for element in workbook.iter(f"{_NS}sheet"):
-        if element.get("name") == sheet:
-            target = targets.get(element.get(f"{_REL_NS}id"), "")
-            return str(PurePosixPath(target.lstrip("/"))) if target.startswith("/") else f"xl/{target}"
-    return None
-
-
-def _cell_faults(path: Path, sheet: str) -> dict[tuple[int, int], str]:
-    """(row, column) -> what is wrong, for cells holding an Excel error (#DIV/0!, #N/A, ...) or a formula that was
-    never calculated (written by a program, not saved by Excel): calamine reads both as empty."""
+    request = {
+        "path": str(path),
+        "sheet": source.sheet,
+        "header_row": source.header_row,
+        "memory_bytes": memory_bytes(memory_limit()),
+        "cpu_seconds": WORKBOOK_CPU_SECONDS,
+    }
     try:
-        with zipfile.ZipFile(path) as archive:
-            part = _sheet_xml(archive, sheet)
-            if part is None or part not in archive.namelist():
-                return {}
-            with archive.open(part) as fh:
-                xml = fh.read()
-            if b"<f" not in xml and b't="e"' not in xml:
-                return {}
-            faults = {}
-            with io.BytesIO(xml) as fh:
-                for _, cell in ElementTree.iterparse(fh):
-                    if cell.tag != f"{_NS}c":
-                        continue
-                    value, formula = cell.find(f"{_NS}v"), cell.find(f"{_NS}f")
-                    fault = None
-                    if cell.get("t") == "e":
-                        fault = f"an Excel error ({value.text if value is not None else '#ERROR'})"
-                    elif formula is not None and (value is None or value.text is None):
-                        fault = "a formula without a calculated value (open the file in Excel and save it)"
-                    match = _CELL_REF.fullmatch(cell.get("r") or "")
-                    if fault and match:
-                        faults[(int(match.group(2)), _column_index(match.group(1)))] = fault
-                    cell.clear()
-            return faults
-    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError):
-        return {}  # not an OOXML workbook (e.g. .xls read by calamine): nothing more to learn
-
-
-def _has_data(sheet) -> bool:
-    return any(v not in (None, "") for row in sheet.to_python(skip_empty_area=False) for v in row)
-
-
-def _choose_sheet(workbook, source: Source) -> str:
-    """The sheet the source YAML names, else the only visible sheet with data."""
-    names = workbook.sheet_names
-    if source.sheet is not None:
-        if source.sheet not in names:
-            raise Unreadable(f"the workbook has no sheet named {source.sheet!r} (sheets: {', '.join(names)})")
-        return source.sheet
-    from python_calamine import SheetTypeEnum, SheetVisibleEnum
-
-    visible = [
-        m.name
-        for m in workbook.sheets_metadata
-        if m.visible == SheetVisibleEnum.Visible and m.typ == SheetTypeEnum.WorkSheet
-    ]
-    if len(visible) == 1:
-        return visible[0]
-    with_data = [name for name in visible if _has_data(workbook.get_sheet_by_name(name))]
-    if len(with_data) > 1:
-        raise Unreadable(
-            f"the workbook has {len(with_data)} visible sheets with data ({', '.join(with_data)}): "
-            "name the one to read with `sheet:` in the source YAML, or remove the others"
+        done = subprocess.run(
+            [sys.executable, "-I", str(WORKBOOK_READER)],
+            input=pickle.dumps(request),
+            capture_output=True,
+            pass_fds=(fd,) if fd is not None else (),
+            timeout=2 * WORKBOOK_CPU_SECONDS,
+            start_new_session=True,  # a Ctrl-C on the terminal reaches the refresh, which ends the reader
         )
-    if not with_data:
-        raise Unreadable(f"the workbook has no visible sheet with data (sheets: {', '.join(names)})")
-    return with_data[0]
-
-
-def _read_xlsx(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> FileCells:
-    from python_calamine import CalamineWorkbook
-
+    except subprocess.TimeoutExpired:
+        raise Unreadable(f"the workbook could not be read in {2 * WORKBOOK_CPU_SECONDS} s") from None
     try:
-        workbook = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises several private error types
-        raise Unreadable(f"not a readable Excel workbook ({exc})") from None
-    name = _choose_sheet(workbook, source)
-    sheet = workbook.get_sheet_by_name(name)
-    try:
-        rows = sheet.to_python(skip_empty_area=False)
-    except Exception as exc:
-        raise Unreadable(f"sheet {name!r} cannot be read ({exc})") from None
-    if len(rows) < source.header_row:
-        raise Unreadable(f"sheet {name!r} has no header row (expected on row {source.header_row})")
-    header = [(_cell_text(v) or "").strip() for v in rows[source.header_row - 1]]
-    while header and not header[-1]:
-        header.pop()
-    if not any(header):
-        raise Unreadable(f"sheet {name!r} row {source.header_row} holds no column names")
-    body = rows[source.header_row :]
-    width = len(header)
-    columns = [list(c) for c in zip(*[(list(r) + [None] * width)[:width] for r in body])] or [[]] * width
-    first_row = source.header_row + 1  # to_python(skip_empty_area=False) starts at A1
-    texts = [[_cell_text(v) for v in column] for column in columns]
-    for (row, col), fault in _cell_faults(path, name).items():
-        if col < width and 0 <= row - first_row < len(body):
-            texts[col][row - first_row] = CELL_FAULT + fault
+        kind, value = pickle.loads(done.stdout)  # noqa: S301 - our own child process
+    except Exception:
+        raise Unreadable(_reader_stopped(done.returncode)) from None
+    if kind == "unreadable":
+        raise Unreadable(value)
+    return _cells_table(con, value)
+
+
+def _reader_stopped(code: int) -> str:
+    how = f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit {code}"
+    return (
+        f"the Excel reader stopped on this workbook ({how}) before it had read it: the workbook needs more memory or "
+        "time than a workbook may take (CARE_OUTCOMES_MEMORY_LIMIT), or it is damaged. A stray cell far below or right "
+        "of the data does this: delete the empty rows and columns after the data, or save the data as CSV"
+    )
+
+
+def _cells_table(con: duckdb.DuckDBPyConnection, read: dict) -> FileCells:
+    first_row, columns = read["first_row"], read["columns"]
+    rows = len(columns[0]) if columns else 0
     table = pa.table(
-        {"_row": pa.array(range(first_row, first_row + len(body)), pa.int64())}
-        | {f"c{i}": pa.array(column, pa.string()) for i, column in enumerate(texts)}
+        {"_row": pa.array(range(first_row, first_row + rows), pa.int64())}
+        | {f"c{i}": pa.array(column, pa.string()) for i, column in enumerate(columns)}
     )
     con.register("_xlsx_arrow", table)
     con.execute("create or replace temp table _xlsx as select * from _xlsx_arrow")
     con.unregister("_xlsx_arrow")
     con.execute("create or replace temp view _cells as select * from _xlsx")
-    return FileCells(header, sheet=name)
+    return FileCells([normalised(h) for h in read["header"]], sheet=read["sheet"])

@@ -42,6 +42,7 @@ class ContractColumn(_Strict):
     min: float | None = None
     max: float | None = None
     not_after_current_year: bool = False
+    max_length: int | None = Field(None, ge=1, description="text: the most characters a value may have")
     values: tuple[str, ...] | None = Field(None, description="the accepted codes")
     values_from: str | None = Field(
         None,
@@ -171,9 +172,15 @@ def _load_contract(path: Path) -> Contract:
 INT32 = 2**31 - 1
 
 
+MAX_TEXT = 10_000  # the longest text a contract may allow: a cell, not a document
+
+
 def _check_bounds(contract: Contract, path: Path) -> None:
-    """Every number has a minimum and a maximum the marts can hold, so nothing that passes ingest breaks the build."""
+    """Every number has a minimum and a maximum the marts can hold, and every text a maximum length, so nothing that
+    passes ingest breaks the build or fills the marts and the reports with a document where a name belongs."""
     for column in contract.columns:
+        if column.type == "text" and (column.max_length is None or column.max_length > MAX_TEXT):
+            raise RegistryError(f"{path}: text column '{column.name}' needs max_length (at most {MAX_TEXT:,})")
         if column.type in ("integer", "decimal") and (
             column.min is None or column.max is None or max(abs(column.min), abs(column.max)) > INT32
         ):

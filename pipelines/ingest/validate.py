@@ -18,11 +18,13 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.ingest import screen
 from pipelines.ingest.read import CELL_FAULT, FileCells, column_letter, release_cells
 from pipelines.ingest.registry import Contract, ContractColumn, ContractRule, Source
-from pipelines.warehouse import PROJECT_ROOT, lit, q
+from pipelines.warehouse import PROJECT_ROOT, lit, q, shown
 
 MAX_REPORTED = 5
+SHOWN_CHARS = 80  # of a value or header cell quoted in a reason
 # every date must lie in these years: a two-digit year ('21') parses as the year 21, and nothing before 1900
 # or after 2099 belongs in these figures
 FIRST_YEAR, LAST_YEAR = 1900, 2099
@@ -39,10 +41,10 @@ class Problem:
     def __str__(self) -> str:
         where = [self.place or f"row {self.row}"] if self.row is not None else []
         if self.column:
-            where.append(f"column '{self.column}'")
+            where.append(f"column '{shown(self.column, SHOWN_CHARS)}'")
         if self.value is not None:
-            where.append(f"value '{self.value}'")
-        return (", ".join(where) + ": " if where else "") + self.rule
+            where.append(f"value '{shown(self.value, SHOWN_CHARS)}'")
+        return (", ".join(where) + ": " if where else "") + shown(self.rule)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,15 @@ class Rejected(Exception):
 
 
 def _norm(header: str) -> str:
-    return " ".join(header.split()).casefold()
+    return " ".join(screen.normalised(header).split()).casefold()
+
+
+def _header_label(cell: str, position: int, contract: Contract) -> str:
+    """A header cell as a reason may quote it: not at all where it could be a person's data (a file without its header
+    line has a data line there: a client id, an e-mail address), then by its position."""
+    if screen.looks_personal(cell) or (contract.pseudonymise and re.search(r"[0-9]", cell)):
+        return f"#{position + 1} (its text is not shown: it could be personal data; is the header line missing?)"
+    return cell
 
 
 def file_name_values(file_name: str, source: Source) -> dict[str, str]:
@@ -123,13 +133,14 @@ def map_header(
             problems.append(Problem(row, f"#{i + 1}", None, "the header cell is empty", places.header_cell(i)))
             continue
         column = lookup.get(_norm(cell))
+        label = _header_label(cell, i, contract)
         if column is None:
             if _norm(cell) not in ignored:
                 problems.append(
-                    Problem(row, cell, None, f"unknown column (expected: {expected})", places.header_cell(i))
+                    Problem(row, label, None, f"unknown column (expected: {expected})", places.header_cell(i))
                 )
         elif column in positions:
-            problems.append(Problem(row, cell, None, f"a second column for '{column}'", places.header_cell(i)))
+            problems.append(Problem(row, label, None, f"a second column for '{column}'", places.header_cell(i)))
         else:
             positions[column] = i
     for column in contract.columns:
@@ -258,7 +269,7 @@ def build_typed(
         elif column.name not in positions:
             cells.append(f"cast(null as varchar) as {name}")
         else:
-            raw = f"trim(c{positions[column.name]})"
+            raw = screen.normalised_sql(f"c{positions[column.name]}")
             cells.append(f"case when lower({raw}) in ({empty}) then null else {raw} end as {name}")
         labels = {}  # normalised label -> code, the first of equal labels winning
         for label, code in source.values.get(column.name, {}).items():
@@ -291,40 +302,66 @@ def _is_fault(text: str) -> str:
     return f"starts_with({text}, chr({ord(CELL_FAULT)}))"
 
 
-def _checks(contract: Contract, source: Source) -> list[tuple[str, str, str]]:
-    """(column label, SQL condition that marks a bad row over t=_text and y=_typed, rule text as SQL), most telling
-    first: a cell gets the first rule it breaks."""
+def _checks(contract: Contract, source: Source) -> list[tuple[str, str, str, bool]]:
+    """(column label, SQL condition that marks a bad row over t=_text and y=_typed, rule text as SQL, whether the
+    cell's value may be quoted), most telling first: a cell gets the first rule it breaks."""
     checks = []
     for c in contract.columns:
         t, y = f"t.{q(c.name)}", f"y.{q(c.name)}"
         # an Excel error or a formula without a value: read.py marked the cell with what is wrong
-        checks.append((c.name, _is_fault(t), f"substr({t}, 2)"))
+        checks.append((c.name, _is_fault(t), f"substr({t}, 2)", False))
+        if c.max_length is not None:
+            checks.append(
+                (
+                    c.name,
+                    f"length({t}) > {c.max_length}",
+                    f"'holds ' || length({t}) || ' characters, more than the {c.max_length:,} this column may have'",
+                    False,
+                )
+            )
+        if c.type == "text" and c.name not in contract.pseudonymise:
+            found = screen.personal_sql(t)
+            checks.append(
+                (
+                    c.name,
+                    f"({found}) is not null",
+                    f"'holds what looks like ' || ({found}) || ', personal data that has no place in this column: "
+                    "remove it (the value is not shown)'",
+                    False,
+                )
+            )
         if c.required:
-            checks.append((c.name, f"{t} is null", lit("empty, but required")))
+            checks.append((c.name, f"{t} is null", lit("empty, but required"), True))
         if c.type != "text":
-            checks.append((c.name, f"{t} is not null and {y} is null", lit(_type_rule(c, source))))
+            checks.append((c.name, f"{t} is not null and {y} is null", lit(_type_rule(c, source)), True))
         if c.type in ("date", "timestamp"):
             year = f"extract(year from {y})"
             checks.append(
-                (c.name, f"{year} < 1000", lit("the year has fewer than four digits: write it in full (2021, not 21)"))
+                (
+                    c.name,
+                    f"{year} < 1000",
+                    lit("the year has fewer than four digits: write it in full (2021, not 21)"),
+                    True,
+                )
             )
             checks.append(
                 (
                     c.name,
                     f"{year} not between {FIRST_YEAR} and {LAST_YEAR}",
                     lit(f"lies outside {FIRST_YEAR}-{LAST_YEAR}"),
+                    True,
                 )
             )
         if c.not_after_current_year:
-            checks.append((c.name, f"{y} > extract(year from current_date)", lit("lies in the future")))
+            checks.append((c.name, f"{y} > extract(year from current_date)", lit("lies in the future"), True))
         if c.min is not None:
-            checks.append((c.name, f"{y} < {c.min}", lit(f"must be at least {_fmt(c.min)}")))
+            checks.append((c.name, f"{y} < {c.min}", lit(f"must be at least {_fmt(c.min)}"), True))
         if c.max is not None:
-            checks.append((c.name, f"{y} > {c.max}", lit(f"must be at most {_fmt(c.max)}")))
+            checks.append((c.name, f"{y} > {c.max}", lit(f"must be at most {_fmt(c.max)}"), True))
         if c.values:
             accepted = ", ".join(lit(v) for v in c.values)
             expected = f"unknown value (expected one of: {', '.join(c.values)}, or a label mapped in the source YAML)"
-            checks.append((c.name, f"{y} not in ({accepted})", lit(expected)))
+            checks.append((c.name, f"{y} not in ({accepted})", lit(expected), True))
     return checks
 
 
@@ -353,10 +390,10 @@ def find_problems(
     if not _any_problem(con, contract, checks):  # most files: one cheap query instead of the whole union below
         return [], 0
     parts = []
-    for priority, (column, condition, rule) in enumerate(checks):
-        # a pseudonymised value (client id) must never reach audit.file_loads: the row number finds it;
-        # a faulty Excel cell has no value to show
-        value = f"case when not {_is_fault('t.' + q(column))} then {_shown(column, contract, 't.')} end"
+    for priority, (column, condition, rule, quoted) in enumerate(checks):
+        # a pseudonymised value (client id) must never reach audit.file_loads: the row number finds it; a faulty Excel
+        # cell has no value to show, and a value too long or holding personal data is not quoted
+        value = f"case when t.{q(column)} is not null then {_shown(column, contract, 't.')} end" if quoted else "null"
         parts.append(
             f"select t._row as row_no, {lit(column)} as col, {value} as val, {rule} as rule, {priority} as priority "
             f"from _text t join _typed y using (_row) where {condition}"
@@ -408,10 +445,10 @@ def _repeated_keys(contract: Contract) -> str:
     )
 
 
-def _any_problem(con: duckdb.DuckDBPyConnection, contract: Contract, checks: list[tuple[str, str, str]]) -> bool:
+def _any_problem(con: duckdb.DuckDBPyConnection, contract: Contract, checks: list[tuple[str, str, str, bool]]) -> bool:
     """Whether any cell breaks a check, any row a rule, or any key repeats: one pass over the rows each, where
     telling the problems apart costs a query of dozens of parts."""
-    cells = " or ".join(f"({condition})" for _, condition, _ in checks) or "false"
+    cells = " or ".join(f"({condition})" for _, condition, _, _ in checks) or "false"
     rules = " or ".join(f"({_breaks(contract, rule)})" for rule in contract.rules)
     return con.execute(
         f"select exists (select 1 from _text t join _typed y using (_row) where {cells}) "
@@ -420,17 +457,27 @@ def _any_problem(con: duckdb.DuckDBPyConnection, contract: Contract, checks: lis
     ).fetchall()[0][0]
 
 
-def _unless_pseudonym(value: str, contract: Contract) -> str:
-    """SQL: the value to show, or NULL. A file with personal data shows no value that could be an identifier: a
-    value with a digit (client ids have them; a shifted line moves them into any column), or one holding a value of
-    a pseudonymised column. Labels (an unknown destination, say) stay visible; line and column find the rest."""
-    if not contract.pseudonymise:
-        return value
-    holds = " or ".join(f"contains({value}, p.{q(c)})" for c in contract.pseudonymise)
-    return (
-        f"case when regexp_matches({value}, '[0-9]') or exists (select 1 from _text p where {holds}) "
-        f"then null else {value} end"
-    )
+def _unless_pseudonym(value: str, contract: Contract, column: str = "col") -> str:
+    """SQL: the value to show (at most SHOWN_CHARS characters), or NULL. No value that holds what looks like personal
+    data (an e-mail address, a BSN, a phone number, an IBAN) is ever shown. A file with personal data (a contract
+    with pseudonymised columns) shows no value that could be an identifier either: a value with a digit (client ids
+    have them; a shifted line moves them into any column) or one holding a value of a pseudonymised column, except a
+    date as written in a date column (``31-02-2023``: not a date). Labels (an unknown destination, say) stay visible;
+    line and column find the rest."""
+    shown_value = f"left({value}, {SHOWN_CHARS + 1})"
+    hidden = [f"({screen.personal_sql(value)}) is not null"]
+    if contract.pseudonymise:
+        dates = [lit(c.name) for c in contract.columns if c.type in ("date", "timestamp")]
+        date_shaped = (
+            f"({column} in ({', '.join(dates)}) and regexp_full_match({value}, '[0-9]{{1,4}}[-/.][0-9]{{1,2}}[-/.]"
+            "[0-9]{1,4}'))"
+            if dates
+            else "false"
+        )
+        holds = " or ".join(f"contains({value}, p.{q(c)})" for c in contract.pseudonymise)
+        hidden.append(f"(regexp_matches({value}, '[0-9]') and not {date_shaped})")
+        hidden.append(f"exists (select 1 from _text p where {holds})")
+    return f"case when {' or '.join(hidden)} then null else {shown_value} end"
 
 
 def load_references(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
@@ -464,6 +511,7 @@ def validate(
     of ``_typed`` as lines the raw table ``known`` holds as the latest version of their key (see
     ``skip_known_lines``; none without ``known``)."""
     constants = file_name_values(file_name, source)
+    screen.register(con)
     header_places = Places(cells.sheet, header_row=source.header_row if cells.sheet else 1)
     positions = map_header(cells.header, contract, source, constants, header_places)
     load_references(con, contract)
