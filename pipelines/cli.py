@@ -9,7 +9,8 @@
     care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
 
 Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
-2 it could not run (settings, inbox, warehouse, another refresh, a repair that cannot be done).
+2 it could not run (settings, inbox, warehouse, another refresh, a repair that cannot be done); 130 interrupted
+(Ctrl-C: one line says what was published).
 """
 
 from __future__ import annotations
@@ -105,18 +106,33 @@ def quarantine_line(waiting: int) -> str:
 
 @contextmanager
 def quiet(log, verbose: bool):
-    """Dagster's and dbt's own lines (dagster-dbt re-emits every dbt line on stdout) go to the run log."""
+    """Dagster's and dbt's own lines (dagster-dbt re-emits every dbt line on stdout) go to the run log, and so does
+    whatever the processes the run starts write to their standard output and error (Dagster's helpers print a
+    traceback when a Ctrl-C reaches them): the terminal gets the summary only."""
     if verbose:
         yield
         return
     handlers = [h for h in logging.getLogger("dagster").handlers if isinstance(h, logging.StreamHandler)]
     streams = [h.setStream(log) for h in handlers]
+    for stream in (sys.stdout, sys.stderr, log):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
     try:
         with redirect_stdout(log), redirect_stderr(log):
             yield
     finally:
+        log.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
         for handler, stream in zip(handlers, streams):
             handler.setStream(stream)
+
+
+class Interrupted(Exception):
+    """The refresh was interrupted (Ctrl-C); the message says what was published."""
 
 
 @contextmanager
@@ -203,7 +219,7 @@ def _refresh(
     from pipelines.ingest.pseudonymise import require_key_for
     from pipelines.ingest.registry import load_registry
     from pipelines.news import inbox_news
-    from pipelines.serving.publish import NEWS_TAG, forget_publish, remove_leftovers
+    from pipelines.serving.publish import NEWS_TAG, forget_publish, outputs_wanted, remove_leftovers
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
     from pipelines.warehouse import prepare_warehouse, storage_fault, writer_lock
 
@@ -213,7 +229,7 @@ def _refresh(
     project_dir = dbt_project_dir or DBT_DIR
     with writer_lock(paths):
         remove_leftovers(paths)
-        signature, unchanged_since = inbox_news(paths, registry)
+        signature, unchanged_since = inbox_news(paths, registry, outputs_wanted(postgres_dsn))
         if unchanged_since is not None and not (force or rebuild or dbt_project_dir):
             with reading(paths) as con:
                 waiting = len(waiting_in_quarantine(con, paths.inbox))
@@ -250,6 +266,13 @@ def _refresh(
 
             with duckdb.connect(str(paths.work_db)) as con:
                 forget_publish(con, result.run_id)
+        if outcome.interrupted:
+            raise Interrupted(
+                f"the marts were published ({paths.warehouse}), but not every output after them; the next refresh "
+                "makes them"
+                if outcome.published
+                else f"nothing was published; the served marts stay as they were ({paths.warehouse})"
+            )
         with reading(paths) as con:
             files = loads_after(con, before) if con else []
             waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
@@ -293,6 +316,8 @@ def end_dead_runs(instance) -> list[str]:
 
     from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
+    from pipelines.warehouse import process_alive
+
     ended = []
     running = instance.get_runs(
         RunsFilter(job_name="refresh", statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
@@ -300,7 +325,7 @@ def end_dead_runs(instance) -> list[str]:
     for run in running:
         events = instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
         pids = [int(m.group(1)) for e in events if (m := re.search(r"\(pid: (\d+)\)", e.message or ""))]
-        if pids and _alive(pids[-1]):
+        if pids and process_alive(pids[-1]):
             continue
         instance.report_run_failed(run, "the refresh process ended without finishing (killed?)")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
@@ -321,16 +346,6 @@ def prune_runs(instance, keep: int = RUNS_KEPT) -> int:
     for run in runs[keep:]:
         instance.delete_run(run.run_id)
     return max(len(runs) - keep, 0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def show_files(paths: Paths) -> list[str]:
@@ -523,12 +538,19 @@ def main(argv: list[str] | None = None) -> int:
     except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError, PostgresFault) as exc:
         print(f"{args.command} failed: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted) as exc:
+        what = str(exc) if isinstance(exc, Interrupted) else "stopped before anything was published"
+        print(f"{args.command} interrupted: {what}", file=sys.stderr)
+        return INTERRUPTED
     except Exception as exc:  # never a traceback on the terminal: one line here, the traceback in a log file
         log = _traceback_log(args)
         print(
             f"{args.command} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} ({log})", file=sys.stderr
         )
         return 2
+
+
+INTERRUPTED = 130  # the exit code of a command ended by Ctrl-C, as shells give it
 
 
 def _traceback_log(args: argparse.Namespace) -> str:
@@ -554,7 +576,11 @@ def console() -> None:
     of Dagster, dbt and Great Expectations one by one (1.5 s of every refresh). Every file is closed by then."""
     import atexit
 
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before main() could say so itself (while it loads)
+        print("interrupted: stopped before anything was published", file=sys.stderr)
+        code = INTERRUPTED
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()

@@ -11,18 +11,21 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.load import inbox_files
+from pipelines.ingest.load import inbox_entries
 from pipelines.ingest.registry import CONTRACTS_DIR, Registry
 from pipelines.transform.project import project_files
-from pipelines.warehouse import Paths, has_table
+from pipelines.warehouse import Paths, has_table, lit
 
 
-def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | None]:
+def inbox_news(
+    paths: Paths, registry: Registry, outputs: tuple[str, ...] = ("reports",)
+) -> tuple[str, dt.datetime | None]:
     """(signature of what a refresh would be built from now, when the last publish was built from the same).
 
     The signature covers every inbox file of the registry's sources (path, size, modification time), the
     repairs asked for (retries, retractions), the dbt project's files and the registry's YAML files. The
-    second value is None when anything differs or nothing was published yet: then there is news."""
+    second value is None when anything differs, nothing was published yet, or the last publish did not make every
+    one of ``outputs`` whole (a night killed in its reports or its PostgreSQL publish): then there is news."""
     digest = hashlib.sha256(json.dumps(inbox_snapshot(registry, paths.inbox), sort_keys=True).encode())
     yamls = [Path(s.path) for s in registry.sources.values() if s.path] + sorted(CONTRACTS_DIR.glob("*.yaml"))
     for path in sorted(yamls + project_files()):
@@ -40,8 +43,22 @@ def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | Non
                 ).fetchall()[0]
             if has_table(con, "audit", "publishes"):
                 last = con.execute(
-                    "select published_at, news_signature from audit.publishes order by published_at desc limit 1"
+                    "select published_at, news_signature, run_id from audit.publishes "
+                    "order by published_at desc limit 1"
                 ).fetchall()
+            if last and outputs:
+                made = (
+                    {
+                        output
+                        for (output,) in con.execute(
+                            f"select output from audit.publish_outputs where run_id = {lit(last[0][2])}"
+                        ).fetchall()
+                    }
+                    if has_table(con, "audit", "publish_outputs")
+                    else set()
+                )
+                if not set(outputs) <= made:
+                    last = []
         finally:
             con.close()
     digest.update(repr(tuple(repairs)).encode())
@@ -51,12 +68,12 @@ def inbox_news(paths: Paths, registry: Registry) -> tuple[str, dt.datetime | Non
 
 
 def inbox_snapshot(registry: Registry, inbox: Path) -> dict[str, list[int]]:
-    """Every file of every source folder: inbox path -> [size, mtime in ns]. Cheap: no file is read."""
+    """Every entry of every source folder: its name -> [size, mtime in ns] (of the entry itself: a link is not
+    followed). Cheap: no file is read."""
     snapshot = {}
     for source in registry.sources.values():
-        for path in inbox_files(inbox, source):  # exactly the files the ingest will read
-            stat = path.stat()
-            snapshot[path.relative_to(inbox).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+        for entry in inbox_entries(inbox, source):  # exactly the entries the ingest decides (links as links)
+            snapshot[entry.name] = [entry.size, entry.mtime_ns]
     return snapshot
 
 

@@ -33,7 +33,8 @@ from pipelines.quality.checks import severity_of
 from pipelines.reporting.assets import IPS_REPORTS_KEY, REPORTS_LINE
 from pipelines.resources import WarehouseResource
 from pipelines.serving.assets import POSTGRES_KEY, POSTGRES_LINE, ROWS_PER_MART, SERVING_KEY
-from pipelines.serving.publish import NEWS_TAG
+from pipelines.serving.postgres import dsn_from
+from pipelines.serving.publish import NEWS_TAG, outputs_wanted
 from pipelines.warehouse import storage_fault
 
 REFRESH_JOB_NAME = "refresh"
@@ -64,7 +65,7 @@ def build_nightly_schedule(registry: Registry) -> ScheduleDefinition:
         "skipped when nothing changed since the last publish.",
     )
     def nightly_refresh(context: ScheduleEvaluationContext, warehouse: WarehouseResource):
-        signature, unchanged_since = inbox_news(warehouse.paths(), registry)
+        signature, unchanged_since = inbox_news(warehouse.paths(), registry, outputs_wanted(dsn_from(None)))
         if unchanged_since is not None:
             return SkipReason(
                 f"nothing new since the refresh published at {unchanged_since:%Y-%m-%d %H:%M}; marts unchanged"
@@ -92,7 +93,7 @@ def build_inbox_sensor(registry: Registry) -> SensorDefinition:
         if not arrived:
             return SkipReason("no new files in the inbox")
         signature = json.dumps({n: snapshot[n] for n in arrived}, sort_keys=True).encode()
-        news, _ = inbox_news(warehouse.paths(), registry)
+        news, _ = inbox_news(warehouse.paths(), registry, outputs_wanted(dsn_from(None)))
         return RunRequest(
             run_key=hashlib.sha256(signature).hexdigest()[:16],
             tags={"care_outcomes/new_files": str(len(arrived)), NEWS_TAG: news},
@@ -132,6 +133,7 @@ class RunOutcome:
     failed_steps: dict[str, str] = field(default_factory=dict)  # step key -> root cause, for every failed step
     step_failure: str | None = None
     fault: str | None = None  # an operational fault (disk, folder, database) rather than the data
+    interrupted: bool = False  # a step was interrupted (Ctrl-C, SIGINT)
 
     @property
     def published(self) -> bool:
@@ -173,7 +175,9 @@ class RunOutcome:
         if fault is not None:
             message = str(fault)
         is_fault = fault is not None or cls_name in ("WarehouseFault", "WarehouseBusy")
+        interrupted = any(c in INTERRUPTIONS for _, c, _ in failures.values())
         return cls(
+            interrupted=interrupted,
             files=files,
             checks=checks,
             rows_per_mart=rows,
@@ -182,6 +186,9 @@ class RunOutcome:
             step_failure=f"{where}: {message}",
             fault=f"{where}: {message}" if is_fault else None,
         )
+
+
+INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
 def _materialized(result: ExecuteInProcessResult, key: AssetKey, name: str):

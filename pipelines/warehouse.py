@@ -9,8 +9,10 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,6 +218,13 @@ create table if not exists audit.publishes (
     published_at    timestamp not null,
     news_signature  varchar
 );
+-- each output a publish made whole (reports, postgres; the serving file and Parquet are the publish itself): a night
+-- whose publish is missing one (killed, failed) is not "nothing new", so the next night makes it
+create table if not exists audit.publish_outputs (
+    run_id        varchar not null,
+    output        varchar not null,
+    completed_at  timestamp not null
+);
 -- the inbox this warehouse was built from: a refresh from another inbox needs --rebuild
 create table if not exists audit.warehouse (
     inbox       varchar not null,
@@ -360,6 +369,23 @@ def prepare_warehouse(paths: Paths, rebuild: bool = False) -> Path | None:
     return moved
 
 
+def turn_link(folder: Path, target: Path) -> None:
+    """Publish ``folder`` (in a folder of sets beside ``target``) as ``target``, a link turned to it in one step
+    (``os.replace``): a reader sees the set before or this one, never a mix. The set before stays (a reader may still
+    hold it); older sets, and leftovers of a publish that was killed, are removed."""
+    sets = folder.parent
+    if target.exists() and not target.is_symlink():  # a folder of an earlier layout, or made by hand
+        target.rename(sets / f"earlier-{os.getpid()}-{time.time_ns()}")
+    link = target.with_name(f".{target.name}.{os.getpid()}.link")
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder.relative_to(target.parent))
+    previous = target.resolve() if target.is_symlink() else None
+    os.replace(link, target)
+    for old in sets.iterdir():
+        if old not in (folder, previous) and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _move_aside(paths: Paths) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     aside = paths.work_db.with_name(f"{paths.work_db.stem}.replaced-{stamp}.duckdb")
@@ -368,6 +394,50 @@ def _move_aside(paths: Paths) -> Path:
         if source.exists():
             os.replace(source, Path(str(aside) + suffix))
     return aside
+
+
+# --- temporary folders ------------------------------------------------------------------------
+
+TEMP_PREFIX = "care-outcomes-"
+_TEMP_NAME = re.compile(rf"{TEMP_PREFIX}[a-z-]+?-(\d+)-[^/]+")
+OLD_TEMP_AGE = 24 * 3600  # a folder of ours without a process id in its name (an earlier version): removed after
+
+
+def temp_folder(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder named with this process's id (``care-outcomes-<kind>-<pid>-...``), so the folders of a
+    process that was killed can be told apart and removed by the next refresh (``remove_dead_temp_folders``)."""
+    return tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-", ignore_cleanup_errors=True)
+
+
+def remove_dead_temp_folders(folder: Path | None = None) -> list[Path]:
+    """Remove the temporary folders of care-outcomes processes that are gone (killed half-way): those named with the
+    id of a process that no longer runs, and, from before names held the id, those older than a day."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            if path.is_symlink() or not path.is_dir():
+                continue
+            match = _TEMP_NAME.fullmatch(path.name)
+            if match:
+                if process_alive(int(match.group(1))):
+                    continue
+            elif time.time() - path.lstat().st_mtime < OLD_TEMP_AGE:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- one writer at a time ----------------------------------------------------------------------

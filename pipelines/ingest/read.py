@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow as pa
 from pipelines.ingest.registry import Source
 from pipelines.ingest.screen import normalised
 from pipelines.ingest.workbook import CELL_FAULT, column_letter  # noqa: F401 - validate.py takes them from here
-from pipelines.warehouse import without_values
+from pipelines.warehouse import temp_folder, without_values
 
 CHUNK = 1 << 20
 
@@ -224,38 +223,73 @@ def _header(path: Path, delimiter: str) -> list[str]:
     return header
 
 
-_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)\s*\n(?:Original Line: [^\n]*\n)?(.*)", re.S)
+_CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
+# what DuckDB says is wrong with a line: only these phrases are passed on (the message also holds the line's text,
+# which may span lines of its own and hold a client id)
+_CSV_PROBLEMS = re.compile(
+    r"Expected Number of Columns: \d+ Found: \d+|Value with unterminated quote|unterminated quotes?"
+    r"|Maximum line size of \d+ bytes exceeded|Invalid unicode \(byte sequence mismatch\)",
+    re.I,
+)
 
 
-def _csv_error(exc: duckdb.Error, line_of) -> str:
-    """DuckDB's CSV error as one line: the line and what is wrong with it, never the line's text
-    (it may hold a client id)."""
-    match = _CSV_ERROR.search(str(exc))
+def _csv_error(exc: duckdb.Error, physical_line) -> str:
+    """DuckDB's CSV error as one line: the line an editor shows (``physical_line`` of DuckDB's line number) and what
+    is wrong with it in DuckDB's own words, never the line's text (it may hold a client id)."""
+    text = str(exc)
+    match = _CSV_ERROR_LINE.search(text)
     if not match:
-        return "cannot be read as CSV: " + without_values(str(exc).splitlines()[0])
-    data_row, rest = int(match.group(1)) - 2, match.group(2)
-    problem = next((text.strip() for text in rest.splitlines() if text.strip()), "")
-    if not problem or problem.startswith("Possible fixes"):
-        problem = "malformed line"
-    return f"line {line_of(data_row)}: {without_values(problem)}"
+        return "cannot be read as CSV: " + without_values(text.splitlines()[0] if text else type(exc).__name__)
+    fixes = text.find("\nPossible fixes")
+    problems = _CSV_PROBLEMS.findall(text[: fixes if fixes >= 0 else len(text)])
+    problem = problems[-1] if problems else "malformed line"
+    return f"line {physical_line(int(match.group(1)))}: {problem}"
 
 
-def _line_of(blank: list[int]):
-    """Data row k (0-based, as DuckDB counts) -> the line an editor shows, counting the empty lines DuckDB skips."""
+def _duckdb_lines(path: Path, delimiter: str) -> list[int]:
+    """For each line as DuckDB counts them in an error (header, records and empty lines; a line break inside a quoted
+    value starts no line), the line an editor shows."""
+    starts = []
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        before = 0
+        try:
+            for _ in reader:
+                starts.append(before + 1)
+                before = reader.line_num
+        except csv.Error:
+            starts.append(before + 1)
+    return starts
 
-    def line_of(k: int) -> int:
-        line = k + 2
-        for b in blank:
-            if b <= line:
-                line += 1
-        return line
 
-    return line_of
+def _record_starts(path: Path, delimiter: str) -> list[int]:
+    """The line an editor shows for the start of each data record of a UTF-8 CSV file, where a quoted value holds a
+    line break (a record then spans several lines) or empty lines lie between records: read by Python's csv module,
+    which counts the lines it reads. Only for the files that need it (``_spans_lines``)."""
+    starts = []
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        before = 0
+        try:
+            for record in reader:
+                if record:  # an empty line is no record (DuckDB skips it too)
+                    starts.append(before + 1)
+                before = reader.line_num
+        except csv.Error:
+            pass  # DuckDB names what is wrong; the lines up to here are counted
+    return starts[1:]  # after the header
+
+
+def _spans_lines(lines: _Lines, records: int) -> bool:
+    """Whether the file has more line breaks than its header, records and empty lines account for: a quoted value
+    holds a line break, and each record's line must be counted."""
+    return lines.crlf + lines.bare_lf > records + len(lines.blank) + 1
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> FileCells:
     encoding = _detect_encoding(path, source.encoding)
-    with tempfile.TemporaryDirectory(prefix="care-outcomes-") as tmp:
+    starts = None
+    with temp_folder("read") as tmp:
         if encoding == "utf-8":
             readable, lines = path, _scan_lines(path)
             if lines.crlf and lines.bare_lf:  # only a file read as is can mix them: a copy has LF only
@@ -264,7 +298,6 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> Fil
             readable, lines = _utf8_copy(path, encoding, Path(tmp))
         header = _header(readable, source.delimiter)
         columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
-        line_of = _line_of(lines.blank)
         try:
             con.execute(
                 "create or replace temp table _file as select * from read_csv(?, header = true, "
@@ -272,10 +305,26 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> Fil
                 "auto_detect = false, max_line_size = 16777216, columns = ?)",
                 [str(readable), source.delimiter, columns],
             )
-        except duckdb.Error as exc:
-            raise Unreadable(_csv_error(exc, line_of)) from None
-    # rowid follows the file's order; the header is line 1, and the empty lines DuckDB skipped still count
-    shifts = [(b - 2 - i, i + 1) for i, b in enumerate(lines.blank)]
+        except duckdb.Error as exc:  # DuckDB counts every line but the breaks inside quoted values
+            quoted = any(b'"' in chunk for chunk in _chunks(readable))
+            duck = _duckdb_lines(readable, source.delimiter) if quoted else []
+            line = lambda n: duck[n - 1] if 0 < n <= len(duck) else n  # noqa: E731
+            raise Unreadable(_csv_error(exc, line)) from None
+        records = con.execute("select count(*) from _file").fetchall()[0][0]
+        if _spans_lines(lines, records):
+            starts = _record_starts(readable, source.delimiter)
+            if len(starts) != records:  # read otherwise than DuckDB did: count as before
+                starts = None
+    # rowid follows the file's order; the header is line 1, and the lines DuckDB does not see as records (empty
+    # lines, the further lines of a record with a quoted line break) still count
+    if starts is not None:
+        shifts, last = [], 0
+        for k, line in enumerate(starts):
+            if line - (k + 2) != last:
+                last = line - (k + 2)
+                shifts.append((k, last))
+    else:
+        shifts = [(b - 2 - i, i + 1) for i, b in enumerate(lines.blank)]
     shift = "0"
     if shifts:
         con.execute("create or replace temp table _shift (from_row bigint, shift bigint)")

@@ -18,6 +18,7 @@ from pipelines.reporting.build import write_reports
 from pipelines.reporting.common import DEFAULT_MIN_COUNT, ReportError, default_privacy
 from pipelines.resources import WarehouseResource
 from pipelines.serving.assets import SERVING_KEY
+from pipelines.serving.publish import REPORTS_OUTPUT, record_output
 
 IPS_REPORTS_KEY = AssetKey(["reports", "ips"])
 OUTFLOW_REPORTS_KEY = AssetKey(["reports", "outflow"])
@@ -68,6 +69,8 @@ def _files(paths: dict[str, object]) -> MetadataValue:
 def feedback_reports(context: AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource):
     paths = warehouse.paths()
     made = write_reports(paths.warehouse, paths.reports_dir, default_privacy(reports.min_count), reports.chromium)
+    with warehouse.connect() as con:  # the set is published whole: this night's reports are done
+        record_output(con, context.run_id, REPORTS_OUTPUT)
     context.log.info(made.line())
     common = {
         "index": MetadataValue.path(str(paths.reports_dir / "index.html")),

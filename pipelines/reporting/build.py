@@ -29,6 +29,7 @@ from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chr
 from pipelines.reporting.common import Privacy, Shared, file_names, render, serving, slug
 from pipelines.reporting.ips import IpsReport, programs
 from pipelines.reporting.outflow import OutflowReport, providers
+from pipelines.warehouse import turn_link
 
 log = logging.getLogger(__name__)
 SETS_DIR = ".reports"  # beside the link: the published set and the one before
@@ -263,16 +264,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def publish_set(folder: Path, target: Path) -> None:
     """Point ``target`` at ``folder`` in one step; keep the set before, remove older ones."""
-    if target.exists() and not target.is_symlink():  # a folder of an earlier layout, or made by hand
-        target.rename(target.parent / SETS_DIR / f"earlier-{os.getpid()}-{time.time_ns()}")
-    link = target.with_name(f".{target.name}.{os.getpid()}.link")
-    link.unlink(missing_ok=True)
-    link.symlink_to(folder.relative_to(target.parent))
-    previous = target.resolve() if target.is_symlink() else None
-    os.replace(link, target)
-    for old in (folder.parent).iterdir():
-        if old not in (folder, previous) and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
+    turn_link(folder, target)
 
 
 def chromium_or_reason(setting: str) -> tuple[str | None, str | None]:

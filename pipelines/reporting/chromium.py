@@ -15,9 +15,10 @@ import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
+
+from pipelines.warehouse import temp_folder
 
 CHROMIUM_ENV = "CARE_OUTCOMES_CHROMIUM"  # a Chromium or Chrome to use; 'off' makes no PDF
 CANDIDATES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
@@ -83,7 +84,7 @@ class Chromium:
 
     def __init__(self, executable: str):
         self._closed = False
-        self.profile = tempfile.TemporaryDirectory(prefix="care-outcomes-chromium-", ignore_cleanup_errors=True)
+        self.profile = temp_folder("chromium")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         # the browser's ends above fd 4, so that placing them at 3 and 4 cannot overwrite one another

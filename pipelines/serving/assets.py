@@ -15,7 +15,14 @@ from dagster import (
 
 from pipelines.quality.checks import severity_of
 from pipelines.resources import WarehouseResource
-from pipelines.serving.publish import NEWS_TAG, publish, record_check_results, record_publish
+from pipelines.serving.publish import (
+    NEWS_TAG,
+    POSTGRES_OUTPUT,
+    publish,
+    record_check_results,
+    record_output,
+    record_publish,
+)
 from pipelines.warehouse import WAREHOUSE_POOL
 
 SERVING_KEY = AssetKey(["serving", "care_outcomes"])
@@ -113,6 +120,8 @@ def postgres_schemas(
 
     dsn = postgres.dsn
     counts = publish_postgres(warehouse.paths().warehouse, dsn)
+    with warehouse.connect() as con:  # swapped in: this night's PostgreSQL publish is done
+        record_output(con, context.run_id, POSTGRES_OUTPUT)
     line = f"postgres:  {len(counts)} marts published to {masked(dsn)} (schemas marts, audit, reference)"
     return MaterializeResult(
         metadata={"database": masked(dsn), ROWS_PER_MART: MetadataValue.json(counts), POSTGRES_LINE: line}

@@ -130,14 +130,21 @@ create table if not exists {ACCESS}.program_roles (
     granted_at timestamp not null default localtimestamp,
     primary key (role_name, program_id)
 );
--- true for a role with no programme of its own (the knowledge centre, the publisher), else only its programme's
--- rows; runs as its owner so a programme role needs no access to the table, and takes the caller's name as argument
-create or replace function {ACCESS}.may_see(program text, who name) returns boolean
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-    select not exists (select 1 from {ACCESS}.program_roles where role_name = who)
-        or exists (select 1 from {ACCESS}.program_roles where role_name = who and program_id = program)
+revoke all on {ACCESS}.program_roles from public;
+-- the programmes of the login that asks (current_user is the caller: a view reads the table with its owner's rights,
+-- but does not change who asks): a login learns about itself only, and no caller can name another
+create or replace view {ACCESS}.my_programmes with (security_barrier) as
+    select program_id from {ACCESS}.program_roles where role_name = current_user;
+-- an earlier may_see took the role's name as an argument, so a programme login could ask about others; the policies
+-- that used it go with it (and are made anew on the marts this publish swaps in, or by postgres-grant)
+drop function if exists {ACCESS}.may_see(text, name) cascade;
+-- true for a role with no programme of its own (the knowledge centre, the publisher), else only its programme's rows
+create or replace function {ACCESS}.may_see(program text) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select not exists (select 1 from {ACCESS}.my_programmes)
+        or exists (select 1 from {ACCESS}.my_programmes where program_id = program)
 $$;
-revoke all on function {ACCESS}.may_see(text, name) from public;
+revoke all on function {ACCESS}.may_see(text) from public;
 """
 
 
@@ -158,7 +165,7 @@ def _policies(cur, marts_schema: str) -> None:
         cur.execute(f"alter table {q(marts_schema)}.{q(table)} enable row level security")
         cur.execute(
             f"create policy programme_rows on {q(marts_schema)}.{q(table)} for select "
-            f"using ({ACCESS}.may_see(program_id, current_user))"
+            f"using ({ACCESS}.may_see(program_id))"
         )
 
 
@@ -167,15 +174,37 @@ def _grants(cur, marts_schema: str, reference_schema: str, roles: list[str]) -> 
     programme, national = _readable(cur, marts_schema)
     for role in roles:
         cur.execute(f"grant usage on schema {q(marts_schema)}, {q(reference_schema)}, {ACCESS} to {q(role)}")
-        cur.execute(f"grant execute on function {ACCESS}.may_see(text, name) to {q(role)}")
+        cur.execute(f"grant execute on function {ACCESS}.may_see(text) to {q(role)}")
+        cur.execute(f"grant select on {ACCESS}.my_programmes to {q(role)}")
         for table in programme + national:
             cur.execute(f"grant select on {q(marts_schema)}.{q(table)} to {q(role)}")
         cur.execute(f"grant select on all tables in schema {q(reference_schema)} to {q(role)}")
 
 
 def _roles(cur) -> list[str]:
+    """The programme roles to grant: not one that row-level security does not hold for (made superuser, given
+    BYPASSRLS or the publisher's rights since postgres-grant), which would read every programme's rows."""
     cur.execute(f"select distinct role_name from {ACCESS}.program_roles order by 1")
-    return [r[0] for r in cur.fetchall()]
+    return [role for (role,) in cur.fetchall() if _bypasses(cur, role) is None]
+
+
+def _bypasses(cur, role: str) -> str | None:
+    """Why row-level security would not hold for ``role`` (None: it holds, or the role does not exist yet)."""
+    cur.execute(
+        "select rolsuper, rolbypassrls, pg_has_role(rolname, current_user, 'USAGE') from pg_roles where rolname = %s",
+        [role],
+    )
+    found = cur.fetchone()
+    if found is None:
+        return None
+    superuser, bypass, publisher = found
+    if superuser:
+        return "is a superuser"
+    if bypass:
+        return "has BYPASSRLS"
+    if publisher:
+        return "has the rights of the role that publishes (and owns) the marts"
+    return None
 
 
 def _drop(pg, schemas: list[str], lock_timeout: str | None = None) -> list[str]:
@@ -241,6 +270,13 @@ def grant_program(dsn: str, program_id: str, role: str) -> list[str]:
         pg.autocommit = True
         with pg.transaction(), pg.cursor() as cur:
             cur.execute(ACCESS_DDL)
+            why = _bypasses(cur, role)
+            if why is not None:
+                raise PostgresFault(
+                    f"role {role} {why}: row-level security does not hold for it, so it would read every programme's "
+                    "rows. Give the programme a role of its own without those rights (or ALTER ROLE ... NOSUPERUSER "
+                    "NOBYPASSRLS, and take it out of the publisher's role)"
+                )
             cur.execute("select 1 from pg_roles where rolname = %s", [role])
             if not cur.fetchone():
                 cur.execute(f"create role {q(role)} login")

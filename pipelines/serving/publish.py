@@ -2,18 +2,21 @@
 
 The serving file is written under a temporary name beside the target, checkpointed, closed and
 then moved over the old one with os.replace, so a BI tool holding the old file open keeps reading
-a consistent old state and the next connection sees the new one. Parquet files are replaced the
-same way, one file at a time.
+a consistent old state and the next connection sees the new one. The Parquet files are written as one
+new set (a folder in ``.parquet/`` beside the serving file) and published with it by turning the link
+``parquet`` to that set: a reader sees last night's set or tonight's, never a mix.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import tempfile
 from pathlib import Path
 
 import duckdb
 
-from pipelines.warehouse import Paths, ensure_audit, lit, q
+from pipelines.warehouse import Paths, ensure_audit, lit, q, remove_dead_temp_folders, turn_link
 
 # the audit tables BI tools see beside the marts (audit.check_results holds only the published run's checks)
 AUDIT_TABLES = ["file_loads", "file_retries", "file_retractions", "resubmissions"]
@@ -40,6 +43,20 @@ def record_publish(con: duckdb.DuckDBPyConnection, run_id: str, signature: str |
     """After the serving file was replaced: what this publish was built from (NULL: unknown, so the next night runs)."""
     ensure_audit(con)
     con.execute("insert into audit.publishes values (?, current_localtimestamp(), ?)", [run_id, signature])
+
+
+REPORTS_OUTPUT, POSTGRES_OUTPUT = "reports", "postgres"  # the outputs a publish makes after the serving file
+
+
+def outputs_wanted(postgres_dsn: str | None) -> tuple[str, ...]:
+    """The outputs every publish must have made whole before a night counts as done."""
+    return (REPORTS_OUTPUT, POSTGRES_OUTPUT) if postgres_dsn else (REPORTS_OUTPUT,)
+
+
+def record_output(con: duckdb.DuckDBPyConnection, run_id: str, output: str) -> None:
+    """An output of this run's publish (``reports``, ``postgres``) was made whole."""
+    ensure_audit(con)
+    con.execute("insert into audit.publish_outputs values (?, ?, current_localtimestamp())", [run_id, output])
 
 
 def forget_publish(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -110,19 +127,31 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
         con.execute("checkpoint serving")
     finally:
         con.execute("detach serving")
-    _export_parquet(con, [f"marts.{q(t)}" for t in tables], paths.parquet_dir)
-    _export_parquet(con, [f"audit.{q(t)}" for t in [*AUDIT_TABLES, "check_results"]], paths.parquet_dir / "audit")
+    parquet = _parquet_set(paths)
+    _export_parquet(con, [f"marts.{q(t)}" for t in tables], parquet)
+    _export_parquet(con, [f"audit.{q(t)}" for t in [*AUDIT_TABLES, "check_results"]], parquet / "audit")
     os.replace(tmp, paths.warehouse)
+    turn_link(parquet, paths.parquet_dir)
     return counts
 
 
+PARQUET_SETS = ".parquet"  # beside the serving file: the published Parquet set and the one before
+
+
+def _parquet_set(paths: Paths) -> Path:
+    """A new, empty folder for tonight's Parquet set."""
+    sets = paths.parquet_dir.parent / PARQUET_SETS
+    sets.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=dt.datetime.now().strftime("%Y%m%dT%H%M%S-"), dir=sets))
+    folder.chmod(0o755)  # readable by the BI users, as the serving file is
+    return folder
+
+
 def remove_leftovers(paths: Paths) -> None:
-    """Temporary files of a publish that was killed half-way; only one writer runs at a time, so they are stale."""
-    patterns = [
-        (paths.warehouse.parent, f".{paths.warehouse.name}.*.tmp*"),
-        (paths.parquet_dir, ".*.parquet.*.tmp"),
-        (paths.parquet_dir / "audit", ".*.parquet.*.tmp"),
-    ]
+    """Temporary files of a publish that was killed half-way (only one writer runs at a time, so they are stale), and
+    the temporary folders of care-outcomes processes that were killed (dbt's parse and build folders, say)."""
+    remove_dead_temp_folders()
+    patterns = [(paths.warehouse.parent, f".{paths.warehouse.name}.*.tmp*"), (paths.warehouse.parent, ".*.link")]
     for directory, pattern in patterns:
         if directory.is_dir():
             for leftover in directory.glob(pattern):
@@ -130,11 +159,8 @@ def remove_leftovers(paths: Paths) -> None:
 
 
 def _export_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], directory: Path) -> None:
-    """One <table>.parquet per (quoted, schema-qualified) table, each written aside and moved in whole."""
+    """One <table>.parquet per (quoted, schema-qualified) table, in a set nobody reads until it is published."""
     directory.mkdir(parents=True, exist_ok=True)
     for table in tables:
         name = table.split(".")[-1].strip('"')
-        target = directory / f"{name}.parquet"
-        tmp = directory / f".{name}.parquet.{os.getpid()}.tmp"
-        con.execute(f"copy {table} to {lit(str(tmp))} (format parquet)")
-        os.replace(tmp, target)
+        con.execute(f"copy {table} to {lit(str(directory / f'{name}.parquet'))} (format parquet)")

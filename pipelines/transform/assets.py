@@ -1,6 +1,5 @@
 """The dbt models as Dagster assets: staging -> intermediate -> marts, with dbt tests as asset checks."""
 
-import tempfile
 from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition
@@ -13,7 +12,7 @@ from pipelines.transform.in_process import run_dbt
 from pipelines.transform.project import dbt_build_args
 from pipelines.transform.translator import CareOutcomesTranslator
 from pipelines.transform.worker import keep_state
-from pipelines.warehouse import WAREHOUSE_POOL, has_table
+from pipelines.warehouse import WAREHOUSE_POOL, has_table, temp_folder
 
 
 class DbtBuildFailed(Exception):
@@ -30,7 +29,7 @@ def build_dbt_assets(project: DbtProject, registry: Registry) -> AssetsDefinitio
     def care_outcomes_dbt(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         """dbt build of every seed, model and data test, streamed into Dagster events."""
         # dbt's artefacts and logs of this build live as long as the step: dbt/target must not grow every night
-        with tempfile.TemporaryDirectory(prefix="care-outcomes-dbt-") as target:
+        with temp_folder("dbt") as target:
             yield from _build(context, dbt, warehouse, registry, Path(target))
 
     return care_outcomes_dbt

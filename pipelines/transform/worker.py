@@ -22,12 +22,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO
 
 from data_quality.worker import stop
+from pipelines.warehouse import temp_folder
 
 END = "care_outcomes_dbt_end"
 LEVELS = ("info", "warn", "error")  # what dbt prints at its default log level, and dagster-dbt reads
@@ -149,7 +149,7 @@ def invoke(args: list[str], line) -> tuple[int, BaseException | None]:
 def _with_own_target(request: dict, line) -> tuple[int, BaseException | None]:
     """A request run in a temporary target folder, from and into the parse state ``request["state"]``."""
     state = Path(request["state"])
-    with tempfile.TemporaryDirectory(prefix="care-outcomes-dbt-parse-") as target:
+    with temp_folder("dbt-parse") as target:
         if state.exists():
             shutil.copyfile(state, Path(target) / PARTIAL_PARSE)
         code, error = invoke([*request["args"], "--target-path", target, "--log-path", target], line)
