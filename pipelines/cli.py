@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.warehouse import Paths, resolve_paths
+from pipelines.warehouse import Paths, resolve_paths, shown
 
 if TYPE_CHECKING:
     from pipelines.orchestration import RunOutcome
@@ -46,14 +46,17 @@ class RefreshReport:
         if self.moved_aside:
             out.append(f"rebuilt:   the previous working database was moved to {self.moved_aside}")
         by_status = {
-            s: [f for f in self.outcome.files if f.status == s] for s in ("loaded", "quarantined", "duplicate")
+            s: [f for f in self.outcome.files if f.status == s]
+            for s in ("loaded", "quarantined", "duplicate", "skipped")
         }
+        skipped = f", {len(by_status['skipped'])} skipped" if by_status["skipped"] else ""
         out.append(
             f"files:     {len(by_status['loaded'])} loaded ({sum(f.rows_loaded for f in by_status['loaded'])} rows), "
-            f"{len(by_status['quarantined'])} quarantined, {len(by_status['duplicate'])} duplicate"
+            f"{len(by_status['quarantined'])} quarantined, {len(by_status['duplicate'])} duplicate{skipped}"
         )
-        out += [f"  quarantined: {f.error}" for f in by_status["quarantined"]]
-        out += [f"  duplicate: {f.file_name}: {f.error}" for f in by_status["duplicate"]]
+        out += [f"  quarantined: {shown(f.error)}" for f in by_status["quarantined"]]
+        out += [f"  duplicate: {shown(f.file_name)}: {shown(f.error)}" for f in by_status["duplicate"]]
+        out += [f"  skipped: {shown(f.error)}" for f in by_status["skipped"]]
         out.append(quarantine_line(self.waiting))
         if self.outcome.rows_per_mart:
             out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.outcome.rows_per_mart.items()))
@@ -370,9 +373,11 @@ def show_files(paths: Paths) -> list[str]:
     out = [*note, f"{'status':<12} {'rows':>8}  {'decided':<19}  file: reason"]
     for s in states:
         status = "quarantined*" if s.retry_requested else s.status
-        reason = f": {s.error.removeprefix(s.file_name + ': ')}" if s.error else ""
-        out.append(f"{status:<12} {s.rows_loaded:>8}  {s.decided_at:%Y-%m-%d %H:%M:%S}  {s.file_name}{reason}")
-    counts = {k: sum(s.status == k for s in states) for k in ("loaded", "quarantined", "duplicate", "retracted")}
+        reason = f": {shown(s.error.removeprefix(s.file_name + ': '))}" if s.error else ""
+        out.append(f"{status:<12} {s.rows_loaded:>8}  {s.decided_at:%Y-%m-%d %H:%M:%S}  {shown(s.file_name)}{reason}")
+    counts = {
+        k: sum(s.status == k for s in states) for k in ("loaded", "quarantined", "duplicate", "skipped", "retracted")
+    }
     out.append(", ".join(f"{n} {k}" for k, n in counts.items()) + " (* = retry requested: the next refresh decides it)")
     return out
 
@@ -476,13 +481,18 @@ def make_report(args: argparse.Namespace, paths: Paths) -> list[str]:
     return lines
 
 
+def say(lines: list[str], stream=None) -> None:
+    """Print lines for a person: each escaped (``shown``), so no file name or reason can forge a line of its own."""
+    print("\n".join(shown(line) for line in lines), file=stream or sys.stdout)
+
+
 def run(args: argparse.Namespace) -> int:
     paths = resolve_paths(getattr(args, "inbox", None), getattr(args, "warehouse", None))
     if args.command == "files":
-        print("\n".join(show_files(paths)))
+        say(show_files(paths))
         return 0
     if args.command == "report":
-        print("\n".join(make_report(args, paths)))
+        say(make_report(args, paths))
         return 0
     from pipelines.serving.postgres import dsn_from
 
@@ -492,7 +502,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not dsn:
             raise PostgresFault("no database: set CARE_OUTCOMES_POSTGRES_DSN or pass --postgres DSN")
-        print("\n".join(grant_program(dsn, args.program, args.role)))
+        say(grant_program(dsn, args.program, args.role))
         return 0
     if args.command == "retract":
         from pipelines.ingest.load import retract
@@ -509,12 +519,12 @@ def run(args: argparse.Namespace) -> int:
 
         with writing(paths) as con:
             chosen = request_retry(con, args.files)
-        print(f"retry:     {len(chosen)} quarantined file(s) will be decided again: {', '.join(chosen) or '-'}")
+        say([f"retry:     {len(chosen)} quarantined file(s) will be decided again: {', '.join(chosen) or '-'}"])
         report = refresh(paths, args.verbose, postgres_dsn=dsn)  # the retry request is news
     else:
         dbt_project = Path(args.dbt_project).resolve() if args.dbt_project else None
         report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild, force=args.force, postgres_dsn=dsn)
-    print("\n".join(report.lines()))
+    say(report.lines())
     return report.exit_code
 
 
@@ -536,17 +546,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError, PostgresFault) as exc:
-        print(f"{args.command} failed: {exc}", file=sys.stderr)
+        say([f"{args.command} failed: {exc}"], sys.stderr)
         return 2
     except (KeyboardInterrupt, Interrupted) as exc:
         what = str(exc) if isinstance(exc, Interrupted) else "stopped before anything was published"
-        print(f"{args.command} interrupted: {what}", file=sys.stderr)
+        say([f"{args.command} interrupted: {what}"], sys.stderr)
         return INTERRUPTED
     except Exception as exc:  # never a traceback on the terminal: one line here, the traceback in a log file
         log = _traceback_log(args)
-        print(
-            f"{args.command} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} ({log})", file=sys.stderr
-        )
+        say([f"{args.command} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} ({log})"], sys.stderr)
         return 2
 
 

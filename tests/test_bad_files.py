@@ -17,6 +17,7 @@ import yaml
 from pipelines.ingest.load import ingest_contract
 from pipelines.ingest.pseudonymise import hmac_sql, install_key
 from pipelines.ingest.registry import load_registry
+from pipelines.ingest.screen import looks_personal
 
 CORPUS = Path(__file__).parent / "bad_files"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
@@ -58,7 +59,8 @@ def test_file_gets_its_expected_fate(outcome, name):
     if load.status == "quarantined":
         assert load.error.startswith(f"{name}: "), "the reason names the file"
         assert "Traceback" not in load.error
-        assert not re.search(r"C5551\d\d", load.error), "no client id in a reason"
+        assert not re.search(r"C555\d\d\d", load.error), "no client id in a reason"
+        assert looks_personal(load.error) is None, "no e-mail address, BSN, phone number or IBAN in a reason"
         kept = list(quarantine.glob(f"*_{Path(name).name}"))
         assert any(k.read_bytes() == (CORPUS / name).read_bytes() for k in kept), "the bytes are kept"
     assert (name in raw_files) == (load.status == "loaded")

@@ -93,12 +93,12 @@ def _norm(header: str) -> str:
     return " ".join(screen.normalised(header).split()).casefold()
 
 
-def _header_label(cell: str, position: int, contract: Contract) -> str:
-    """A header cell as a reason may quote it: not at all where it could be a person's data (a file without its header
-    line has a data line there: a client id, an e-mail address), then by its position."""
+def _header_label(cell: str, position: int, contract: Contract) -> tuple[str, str]:
+    """(label, note): a header cell as a reason may quote it; not at all where it could be a person's data (a file
+    without its header line has a data line there: a client id, an e-mail address), then by its position."""
     if screen.looks_personal(cell) or (contract.pseudonymise and re.search(r"[0-9]", cell)):
-        return f"#{position + 1} (its text is not shown: it could be personal data; is the header line missing?)"
-    return cell
+        return f"#{position + 1}", " (its text is not shown: it could be personal data; is the header line missing?)"
+    return cell, ""
 
 
 def file_name_values(file_name: str, source: Source) -> dict[str, str]:
@@ -133,14 +133,14 @@ def map_header(
             problems.append(Problem(row, f"#{i + 1}", None, "the header cell is empty", places.header_cell(i)))
             continue
         column = lookup.get(_norm(cell))
-        label = _header_label(cell, i, contract)
+        label, note = _header_label(cell, i, contract)
         if column is None:
             if _norm(cell) not in ignored:
                 problems.append(
-                    Problem(row, label, None, f"unknown column (expected: {expected})", places.header_cell(i))
+                    Problem(row, label, None, f"unknown column{note} (expected: {expected})", places.header_cell(i))
                 )
         elif column in positions:
-            problems.append(Problem(row, label, None, f"a second column for '{column}'", places.header_cell(i)))
+            problems.append(Problem(row, label, None, f"a second column for '{column}'{note}", places.header_cell(i)))
         else:
             positions[column] = i
     for column in contract.columns:
