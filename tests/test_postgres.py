@@ -250,3 +250,100 @@ def test_the_dbt_project_builds_on_postgresql_and_every_mart_equals_the_duckdb_b
     with psycopg.connect(dsn) as pg:
         assert_marts_equal(served, pg, "DuckDB build against the PostgreSQL build")
     served.close()
+
+
+# ---- issue 25: logins that row-level security does not hold for, and a login's view of others ----------------
+
+
+def test_a_role_that_bypasses_row_level_security_is_refused(postgres_server, sample_warehouse):
+    dsn = database(postgres_server, "bypass")
+    publish_postgres(sample_warehouse, dsn)
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        for statement in (
+            "drop role if exists boss_bi",
+            "drop role if exists bypass_bi",
+            "drop role if exists friend_bi",
+            "drop role if exists later_bi",
+            "create role boss_bi login superuser",
+            "create role bypass_bi login bypassrls",
+            "create role friend_bi login in role care",  # has the rights of the publisher, who owns the marts
+        ):
+            pg.execute(statement)
+    reasons = {"boss_bi": "is a superuser", "bypass_bi": "has BYPASSRLS", "friend_bi": "has the rights of the role"}
+    for role, reason in reasons.items():
+        command = [sys.executable, "-m", "pipelines.cli", "postgres-grant", "--program", "GGNET", "--role", role]
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=clean_env(CARE_OUTCOMES_POSTGRES_DSN=dsn),
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = done.stderr.strip()
+        assert len(line.splitlines()) == 1 and f"role {role} {reason}" in line, line
+        assert "row-level security does not hold for it, so it would read every programme's rows" in line
+    with psycopg.connect(dsn) as pg:
+        assert pg.execute("select count(*) from access.program_roles").fetchone()[0] == 0, "nothing was recorded"
+
+    # a role made a bypasser after its grant gets nothing at the next publish
+    grant_program(dsn, "GGNET", "later_bi")
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        pg.execute("alter role later_bi bypassrls")
+    publish_postgres(sample_warehouse, dsn)
+    with psycopg.connect(as_role(dsn, "later_bi")) as later, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        later.execute("select count(*) from marts.ips_quarterly")
+
+
+def test_a_programme_login_learns_nothing_about_other_logins(postgres_server, sample_warehouse):
+    dsn = database(postgres_server, "others")
+    publish_postgres(sample_warehouse, dsn)
+    grant_program(dsn, "GGNET", "ggnet_bi")
+    grant_program(dsn, "LENTIS", "lentis_bi")
+    publish_postgres(sample_warehouse, dsn)
+    with psycopg.connect(as_role(dsn, "ggnet_bi"), autocommit=True) as ggnet:
+        with pytest.raises(psycopg.errors.UndefinedFunction):  # no function takes another login's name
+            ggnet.execute("select access.may_see('LENTIS', 'lentis_bi')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            ggnet.execute("select * from access.program_roles")
+        assert ggnet.execute("select program_id from access.my_programmes").fetchall() == [("GGNET",)]
+        assert ggnet.execute("select access.may_see('GGNET'), access.may_see('LENTIS')").fetchone() == (True, False)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            ggnet.execute("set role lentis_bi")
+        assert {r[0] for r in ggnet.execute("select distinct program_id from marts.ips_yearly").fetchall()} == {"GGNET"}
+
+
+def test_an_earlier_may_see_is_replaced_and_its_policies_with_it(postgres_server, sample_warehouse):
+    """A database published by an earlier version (may_see(text, name)) is taken over by the next publish."""
+    dsn = database(postgres_server, "upgrade")
+    publish_postgres(sample_warehouse, dsn)
+    grant_program(dsn, "GGNET", "ggnet_bi")
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        pg.execute(
+            "create function access.may_see(program text, who name) returns boolean language sql stable "
+            "security definer as $$ select true $$"
+        )
+    publish_postgres(sample_warehouse, dsn)
+    with psycopg.connect(dsn) as pg:
+        signatures = {r[0] for r in pg.execute("select oid::regprocedure::text from pg_proc where proname = 'may_see'")}
+        assert signatures == {"access.may_see(text)"}
+    with psycopg.connect(as_role(dsn, "ggnet_bi")) as ggnet:
+        assert {r[0] for r in ggnet.execute("select distinct program_id from marts.ips_quarterly").fetchall()} == {
+            "GGNET"
+        }
+
+
+def test_a_night_killed_in_its_postgresql_publish_is_redone_by_the_next(postgres_server, tmp_path):
+    from tests.test_hostile_night import KEY, killed_at, small_inbox
+
+    dsn = database(postgres_server, "killed_night")
+    inbox, warehouse = small_inbox(tmp_path), tmp_path / "wh" / "co.duckdb"
+    env = {"CARE_OUTCOMES_POSTGRES_DSN": dsn, **KEY}
+    killed = killed_at("pipelines.serving.postgres", "publish_postgres", inbox, warehouse, env=env)
+    assert killed.returncode == -9
+    done = run_refresh(inbox, warehouse, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nothing new" not in done.stdout and "postgres:  14 marts published" in done.stdout
+    with psycopg.connect(dsn) as pg:
+        assert pg.execute("select count(distinct program_id) from marts.ips_quarterly").fetchone()[0] == 5
