@@ -4,6 +4,7 @@
     care-outcomes files   [--warehouse FILE] [--inbox DIR]
     care-outcomes retry   [FILE ...] [--inbox DIR] [--warehouse FILE]
     care-outcomes retract FILE [--warehouse FILE]
+    care-outcomes erase --client-id ID|- [--source NAME] [--inbox DIR] [--warehouse FILE]
     care-outcomes report ips --program ID [--years 2017 2018] [--out DIR] [--warehouse FILE]
     care-outcomes postgres-grant --program ID --role NAME [--postgres DSN]
     care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
 import os
 import sys
@@ -40,6 +42,8 @@ class RefreshReport:
     waiting: int = 0  # quarantined files still in the inbox
     moved_aside: Path | None = None  # --rebuild: where the previous working database went
     missing_latest: list[str] | None = None  # programmes that have not sent the latest quarter
+    erased_dropped: int = 0  # rows of erased clients the files of this run held, dropped on ingest
+    retention: str | None = None  # what the retention setting removed in this run
 
     def lines(self) -> list[str]:
         out = [f"inbox:     {self.paths.inbox}"]
@@ -58,6 +62,10 @@ class RefreshReport:
         out += [f"  duplicate: {shown(f.file_name)}: {shown(f.error)}" for f in by_status["duplicate"]]
         out += [f"  skipped: {shown(f.error)}" for f in by_status["skipped"]]
         out.append(quarantine_line(self.waiting))
+        if self.erased_dropped:
+            out.append(f"erased:    {self.erased_dropped} rows dropped (of clients erased on request)")
+        if self.retention:
+            out.append(self.retention)
         if self.outcome.rows_per_mart:
             out.append("marts:     " + ", ".join(f"{k} {v}" for k, v in self.outcome.rows_per_mart.items()))
         if self.missing_latest:
@@ -219,18 +227,22 @@ def _refresh(
 ) -> RefreshReport | NothingNew:
     # what can say no (a bad setting, a missing key) or "nothing new" comes first, before Dagster and dbt are loaded
     from pipelines.ingest.load import check_inbox, last_load_id, loads_after, waiting_in_quarantine
-    from pipelines.ingest.pseudonymise import require_key_for
+    from pipelines.ingest.pseudonymise import current_key
     from pipelines.ingest.registry import load_registry
     from pipelines.news import inbox_news
+    from pipelines.privacy import check_key, key_fingerprint, retention_years
     from pipelines.serving.publish import NEWS_TAG, forget_publish, outputs_wanted, remove_leftovers
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
     from pipelines.warehouse import prepare_warehouse, storage_fault, writer_lock
 
     registry = load_registry(paths.sources_dirs)
     check_inbox(paths.inbox, registry)
-    require_key_for(paths.inbox)
+    fingerprint = key_fingerprint(current_key(paths.inbox))  # refuses a real inbox without a key
+    retention_years()  # a setting it cannot use stops the refresh here
     project_dir = dbt_project_dir or DBT_DIR
     with writer_lock(paths):
+        # another key than the warehouse's: stop before anything is read or loaded (a rebuild moves to a new key)
+        check_key(paths.work_db, paths.warehouse, fingerprint, rebuild=rebuild)
         remove_leftovers(paths)
         signature, unchanged_since = inbox_news(paths, registry, outputs_wanted(postgres_dsn))
         if unchanged_since is not None and not (force or rebuild or dbt_project_dir):
@@ -250,10 +262,12 @@ def _refresh(
         from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
 
         moved = prepare_warehouse(paths, rebuild=rebuild)
+        bind(paths, fingerprint, moved)
         ensure_manifest(dbt_project_for(project_dir, prepare=False))
         job = build_defs(paths, project_dir, postgres_dsn=postgres_dsn).resolve_job_def(REFRESH_JOB_NAME)
         with reading(paths) as con:
             before = last_load_id(con) if con else 0
+        started = dt.datetime.now().replace(microsecond=0)
         instance = DagsterInstance.from_config(str(dagster_home(paths)))
         end_dead_runs(instance)
         prune_runs(instance)
@@ -280,7 +294,40 @@ def _refresh(
             files = loads_after(con, before) if con else []
             waiting = len(waiting_in_quarantine(con, paths.inbox)) if con else 0
             missing = missing_latest_quarter(con) if con else []
-    return RefreshReport(paths, dataclasses.replace(outcome, files=files), waiting, moved, missing)
+            dropped, retention = privacy_lines(con, before, started) if con else (0, None)
+    return RefreshReport(paths, dataclasses.replace(outcome, files=files), waiting, moved, missing, dropped, retention)
+
+
+def bind(paths: Paths, fingerprint: str, moved: Path | None) -> None:
+    """The working database takes the key's fingerprint (a new one, or one from before fingerprints) and, after a
+    rebuild, the erasure list of the database moved aside."""
+    import duckdb
+
+    from pipelines.privacy import bind_key, carry_over
+
+    with duckdb.connect(str(paths.work_db)) as con:
+        bind_key(con, fingerprint, paths.warehouse)
+        carry_over(moved, con)
+
+
+def privacy_lines(con, before: int, started) -> tuple[int, str | None]:
+    """(rows of erased clients dropped in this run, the summary line of what retention removed in it)."""
+    from pipelines.warehouse import has_table
+
+    dropped = 0
+    if has_table(con, "audit", "erasure_drops"):
+        dropped = con.execute(
+            "select coalesce(sum(rows_dropped), 0) from audit.erasure_drops where load_id > ?", [before]
+        ).fetchall()[0][0]
+    line = None
+    if has_table(con, "audit", "retention"):
+        removed = con.execute(
+            "select coalesce(sum(rows_removed), 0), max(ended_before) from audit.retention where removed_at >= ?",
+            [started],
+        ).fetchall()[0]
+        if removed[0]:
+            line = f"retention: {removed[0]} rows that ended before {removed[1]:%Y-%m-%d} removed"
+    return int(dropped), line
 
 
 def missing_latest_quarter(con) -> list[str]:
@@ -422,6 +469,18 @@ def parser() -> argparse.ArgumentParser:
     retract = sub.add_parser("retract", help="take a loaded file's rows out of raw; the next refresh rebuilds")
     retract.add_argument("file", metavar="FILE", help="as `care-outcomes files` names it, e.g. outflow/export.csv")
     _common(retract, inbox=False)
+    erase = sub.add_parser(
+        "erase", help="erase a client (AVG): every stored row, and the client's rows in any later file; then refresh"
+    )
+    erase.add_argument(
+        "--client-id",
+        required=True,
+        metavar="ID",
+        help="the client id as the care system writes it; '-' reads it from standard input (kept out of shell history)",
+    )
+    erase.add_argument("--source", metavar="NAME", help="erase the client's rows of this source only (default: all)")
+    erase.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
+    _common(erase)
     grant = sub.add_parser(
         "postgres-grant", help="a PostgreSQL login that sees one programme's rows and the national marts"
     )
@@ -481,6 +540,32 @@ def make_report(args: argparse.Namespace, paths: Paths) -> list[str]:
     return lines
 
 
+def erase_client(args: argparse.Namespace, paths: Paths) -> list[str]:
+    """Erase one client from the working database (under the writer lock) and put it on the erasure list; the lines
+    say how many rows per source and which inbox and quarantine files still hold the id, never the id."""
+    from pipelines.ingest.pseudonymise import current_key, install_key
+    from pipelines.ingest.registry import load_registry
+    from pipelines.privacy import check_key, erase, key_fingerprint
+    from pipelines.warehouse import WarehouseFault
+
+    client_id = sys.stdin.readline() if args.client_id == "-" else args.client_id
+    client_id = client_id.strip()
+    if not client_id:
+        raise WarehouseFault("no client id given (--client-id ID, or --client-id - with the id on standard input)")
+    registry = load_registry(paths.sources_dirs)
+    key = current_key(paths.inbox)
+    check_key(paths.work_db, paths.warehouse, key_fingerprint(key))
+    with writing(paths) as con:
+        install_key(con, key)
+        done = erase(con, registry, client_id, args.source, [paths.inbox, paths.quarantine_dir])
+    total = sum(done.removed.values())
+    lines = [f"erase:     {total} rows removed from the working database; the client stays erased in later files"]
+    lines += [f"  {source}: {n} rows" for source, n in sorted(done.removed.items()) if n]
+    for path in done.files:  # the operator removes these, or they are read again (and their rows dropped)
+        lines.append(f"  still holds the id: {path.replace(client_id, '***')}")
+    return lines
+
+
 def say(lines: list[str], stream=None) -> None:
     """Print lines for a person: each escaped (``shown``), so no file name or reason can forge a line of its own."""
     print("\n".join(shown(line) for line in lines), file=stream or sys.stdout)
@@ -514,6 +599,11 @@ def run(args: argparse.Namespace) -> int:
             f"retracted {args.file}: {removed} rows taken out of raw; the next refresh publishes the marts without them"
         )
         return 0
+    if args.command == "erase":
+        say(erase_client(args, paths))
+        report = refresh(paths, args.verbose, force=True, postgres_dsn=dsn)  # the marts without the client
+        say(report.lines())
+        return report.exit_code
     if args.command == "retry":
         from pipelines.ingest.load import request_retry
 

@@ -56,9 +56,16 @@ def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     return found[0][0] if found else None
 
 
-def check_key(work_db: Path, warehouse: Path, fingerprint: str) -> None:
-    """Stop (WarehouseFault: one line, exit 2) when the working database was built with another key. Read-only: it
-    holds no lock and changes nothing."""
+ERASED_UNDER_OLD_KEY = (
+    "{warehouse} holds clients erased on request, listed by their pseudonyms under the key it was built with: a "
+    "rebuild under another key would let them back in. Rebuild under the key it was built with"
+)
+
+
+def check_key(work_db: Path, warehouse: Path, fingerprint: str, rebuild: bool = False) -> None:
+    """Stop (WarehouseFault: one line, exit 2) when the working database was built with another key; with
+    ``rebuild`` (moving to a new key on purpose), only when it holds erased clients, whose pseudonyms under the old
+    key could not be carried over. Read-only: it holds no lock and changes nothing."""
     if not work_db.exists():
         return
     try:
@@ -67,10 +74,18 @@ def check_key(work_db: Path, warehouse: Path, fingerprint: str) -> None:
         return  # damaged or busy: the refresh names that fault itself
     try:
         stored = stored_fingerprint(con)
+        erased = (
+            has_table(con, "audit", "erasure_list")
+            and con.execute("select exists (select 1 from audit.erasure_list)").fetchall()[0][0]
+        )
     finally:
         con.close()
-    if stored is not None and stored != fingerprint:
+    if stored is None or stored == fingerprint:
+        return
+    if not rebuild:
         raise WarehouseFault(KEY_DIFFERS.format(warehouse=warehouse))
+    if erased:
+        raise WarehouseFault(ERASED_UNDER_OLD_KEY.format(warehouse=warehouse))
 
 
 def bind_key(con: duckdb.DuckDBPyConnection, fingerprint: str, warehouse: Path) -> None:
@@ -132,7 +147,9 @@ def pseudonym(con: duckdb.DuckDBPyConnection, client_id: str) -> str:
     from pipelines.ingest.pseudonymise import hmac_sql
     from pipelines.ingest.screen import normalised
 
-    return con.execute(f"select {hmac_sql('?')}", [normalised(client_id)]).fetchall()[0][0]
+    return con.execute(f"select {hmac_sql('x')} from (select ?::varchar as x)", [normalised(client_id)]).fetchall()[0][
+        0
+    ]
 
 
 @dataclass
@@ -270,30 +287,48 @@ def cutoff(years: int, today: dt.date | None = None) -> dt.date:
         return today.replace(year=today.year - years, day=28)
 
 
-def apply_retention(con: duckdb.DuckDBPyConnection, registry, years: int | None, today: dt.date | None = None) -> int:
-    """Remove person-level rows whose end date lies before the cutoff, from raw and from the ranked copy; record per
-    source in audit.retention. Returns the rows removed from raw."""
-    if years is None:
+def apply_retention(con: duckdb.DuckDBPyConnection, contract, years: int | None, today: dt.date | None = None) -> int:
+    """Remove the contract's person-level rows whose end date lies before the cutoff, from raw (every stored version)
+    and from the ranked copy; record per source in audit.retention. Returns the rows removed from raw."""
+    names = {c.name for c in contract.columns}
+    if years is None or not contract.pseudonymise or "end_date" not in names:
+        return 0
+    if not has_table(con, "raw", contract.raw_table):
         return 0
     ensure_privacy(con)
     before = cutoff(years, today)
     now = dt.datetime.now().replace(microsecond=0)
-    total = 0
-    for contract in registry.contracts.values():
-        if not contract.pseudonymise or not has_table(con, "raw", contract.raw_table):
-            continue
-        ends = [c.name for c in contract.columns if c.name == "end_date"]
-        if not ends:
-            continue
-        counts = con.execute(
-            f"delete from raw.{q(contract.raw_table)} where end_date < ? returning _source", [before]
-        ).fetchall()
-        by_source: dict[str, int] = {}
-        for (name,) in counts:
-            by_source[name] = by_source.get(name, 0) + 1
-        for name, n in sorted(by_source.items()):
-            con.execute("insert into audit.retention values (?, ?, ?, ?)", [now, name, before, n])
-        total += len(counts)
-    if total:
+    removed = con.execute(
+        f"delete from raw.{q(contract.raw_table)} where end_date < ? returning _source", [before]
+    ).fetchall()
+    by_source: dict[str, int] = {}
+    for (name,) in removed:
+        by_source[name] = by_source.get(name, 0) + 1
+    for name, n in sorted(by_source.items()):
+        con.execute("insert into audit.retention values (?, ?, ?, ?)", [now, name, before, n])
+    if removed:
         _forget_ranked(con)
-    return total
+    return len(removed)
+
+
+def carry_over(moved: Path | None, con: duckdb.DuckDBPyConnection) -> int:
+    """After `refresh --rebuild` moved the working database aside: the erasure list (and the record of erasures and
+    retention) goes on in the new one, so an erased client stays erased. Returns the clients carried over."""
+    if moved is None or not moved.exists():
+        return 0
+    ensure_privacy(con)
+    con.execute(f"attach {lit(str(moved))} as moved (read_only)")
+    try:
+        tables = {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_catalog = 'moved' "
+                "and table_schema = 'audit'"
+            ).fetchall()
+        }
+        for table in ("erasure_list", "erasures", "retention"):
+            if table in tables:
+                con.execute(f"insert into audit.{table} select * from moved.audit.{table}")
+        return con.execute("select count(*) from audit.erasure_list").fetchall()[0][0]
+    finally:
+        con.execute("detach moved")

@@ -43,7 +43,18 @@ class WarehouseResource(ConfigurableResource):
             return
         with writer_lock(self.paths()):
             prepare_warehouse(self.paths())
+            self.bind_key()
             yield self
+
+    def bind_key(self) -> None:
+        """The working database keeps the fingerprint of the pseudonymisation key it is built with; a run with another
+        key stops here, before anything is loaded (privacy.KEY_DIFFERS)."""
+        from pipelines.ingest.pseudonymise import current_key
+        from pipelines.privacy import bind_key, key_fingerprint
+
+        paths = self.paths()
+        with self.connect() as con:
+            bind_key(con, key_fingerprint(current_key(paths.inbox)), paths.warehouse)
 
     @contextmanager
     def connect(self, read_only: bool = False):

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResul
 from pipelines.ingest.load import FileLoad, check_inbox, ingest_contract
 from pipelines.ingest.pseudonymise import current_key, hmac_sql, install_key
 from pipelines.ingest.registry import Contract, Registry
+from pipelines.privacy import apply_retention, retention_years
 from pipelines.resources import WarehouseResource
 from pipelines.warehouse import WAREHOUSE_POOL, q
 
@@ -47,6 +48,7 @@ def build_ingest_asset(registry: Registry, contract: Contract):
             loads = ingest_contract(
                 con, registry, contract, paths.inbox, paths.quarantine_dir, pseudonymise=hmac_sql, log=context.log
             )
+            expired = apply_retention(con, contract, retention_years())  # person-level rows past their time
             total = con.execute(f"select count(*) from raw.{q(contract.raw_table)}").fetchall()[0][0]
         for load in loads:
             if load.status == "quarantined":
@@ -57,6 +59,7 @@ def build_ingest_asset(registry: Registry, contract: Contract):
                 "files_quarantined": sum(load.status == "quarantined" for load in loads),
                 "files_duplicate": sum(load.status == "duplicate" for load in loads),
                 "rows_loaded": sum(load.rows_loaded for load in loads),
+                "rows_removed_by_retention": expired,
                 "row_count": total,
                 "files": MetadataValue.md(_loads_table(loads)) if loads else MetadataValue.text("no new files"),
             }

@@ -28,6 +28,7 @@ from pipelines.ingest.pseudonymise import copy_key, key_fingerprint
 from pipelines.ingest.read import Unreadable, read_cells, release_cells
 from pipelines.ingest.registry import Contract, Registry, Source
 from pipelines.ingest.validate import Rejected, validate
+from pipelines.privacy import drop_erased
 from pipelines.warehouse import WarehouseFault, ensure_audit, has_table, q, shown, storage_fault, without_values
 
 logger = logging.getLogger("care_outcomes.ingest")
@@ -497,11 +498,14 @@ def finish(
         return _quarantined(
             con, path, FileLoad(file_name, source.name, "quarantined", 0, prepared.reason, sha), quarantine_dir, now
         )
-    rows = prepared.rows
-    load = FileLoad(file_name, source.name, "loaded", rows, None, sha)
     con.execute("begin transaction")
     try:
+        dropped = drop_erased(con, contract, source.name, pseudonymise)  # clients erased on request stay erased
+        rows = prepared.rows - dropped
+        load = FileLoad(file_name, source.name, "loaded", rows, None, sha)
         _record(con, load, now)
+        if dropped:
+            con.execute("insert into audit.erasure_drops select max(load_id), ? from audit.file_loads", [dropped])
         _insert_rows(con, contract, source, file_name, now, pseudonymise, rows)
         con.execute("commit")
     except Exception as exc:
