@@ -58,3 +58,28 @@ def test_pseudonym_is_hmac_sha256_of_the_id_with_the_key(sample_warehouse):
     con.close()
     expected = {hmac.new(DEVELOPMENT_KEY.encode(), i.encode(), hashlib.sha256).hexdigest() for i in raw_client_ids()}
     assert stored == expected
+
+
+def test_no_client_id_or_pseudonym_leaves_the_working_database(sample_warehouse):
+    """The README's privacy statement: person-level rows (and so pseudonyms) live in the working database only; the
+    serving file (and PostgreSQL, its copy), the Parquet set, the reports, the logs and Dagster's storage hold
+    aggregates, names of files and counts."""
+    work = sample_warehouse.with_name(sample_warehouse.stem + ".work.duckdb")
+    with duckdb.connect(str(work), read_only=True) as con:
+        pseudonyms = {r[0] for r in con.execute("select client_id from raw.outflow").fetchall()}
+    assert len(pseudonyms) > 100
+    ids = raw_client_ids()
+    served = text_values(sample_warehouse)
+    assert not pseudonyms & served and not ids & served
+    folder = sample_warehouse.parent
+    for parquet in (folder / "parquet").rglob("*.parquet"):
+        columns = [r[0] for r in duckdb.sql(f"describe select * from '{parquet}'").fetchall()]
+        for column in columns:
+            values = {str(r[0]) for r in duckdb.sql(f"select distinct \"{column}\" from '{parquet}'").fetchall()}
+            assert not pseudonyms & values and not ids & values, parquet
+    sample = sorted(pseudonyms)[:40] + sorted(ids)[:40]
+    for path in folder.rglob("*"):
+        if path.is_symlink() or not path.is_file() or path.suffix == ".duckdb" or "quarantine" in path.parts:
+            continue
+        data = path.read_bytes()
+        assert not any(value.encode() in data for value in sample), path
