@@ -317,7 +317,10 @@ def carry_over(moved: Path | None, con: duckdb.DuckDBPyConnection) -> int:
     if moved is None or not moved.exists():
         return 0
     ensure_privacy(con)
-    con.execute(f"attach {lit(str(moved))} as moved (read_only)")
+    try:
+        con.execute(f"attach {lit(str(moved))} as moved (read_only)")
+    except duckdb.Error:  # a damaged database (the reason for many a rebuild): nothing can be read of it
+        return 0
     try:
         tables = {
             r[0]

@@ -19,6 +19,7 @@ import yaml
 from dagster import RunRequest, SkipReason, build_sensor_context
 
 from pipelines.definitions import defs as load_defs
+from pipelines.ingest.pseudonymise import DEVELOPMENT_KEY
 from pipelines.resources import WarehouseResource
 from tests.conftest import MARTS, ROOT, SAMPLE, SESSION_START, clean_env, refresh_command, run_refresh
 
@@ -164,8 +165,10 @@ def test_a_held_connection_keeps_its_snapshot_and_new_connections_see_the_new_ma
         "program_id,program_name,year,quarter,caseload,new_clients,fte,paid_work,paid_work_uwv,education,"
         "outflow_successful,outflow_unsuccessful\nZUYDERLAND,Zuyderland IPS,2018,4,40,6,3.2,12,8,2,3,1\n"
     )
-    # any inbox but the bundled sample needs a pseudonym key; the sample's files are skipped as already loaded
-    done, seen = read_during_refresh(inbox, warehouse, tmp_path / "stop", {"CARE_OUTCOMES_PSEUDONYM_KEY": "k" * 64})
+    # any inbox but the bundled sample needs a pseudonym key: the one this warehouse was built with (another is
+    # refused); the sample's files are skipped as already loaded
+    key = {"CARE_OUTCOMES_PSEUDONYM_KEY": DEVELOPMENT_KEY}
+    done, seen = read_during_refresh(inbox, warehouse, tmp_path / "stop", key)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "files:     1 loaded (1 rows)" in done.stdout
     assert seen["errors"] == [], seen["errors"]

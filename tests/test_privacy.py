@@ -75,8 +75,15 @@ def test_an_erased_client_is_gone_from_raw_and_marts_and_stays_erased(tmp_path):
     assert run_refresh(inbox, warehouse, env=KEY).returncode == 0
     before = raw_count(warehouse)
 
+    reader = duckdb.connect(str(warehouse), read_only=True)  # a BI tool reading all the while
+    outflow = "select sum(total_outflow) from marts.outflow_summary"
+    seen = reader.execute(outflow).fetchall()
     erased = cli("erase", "--client-id", "-", "--inbox", str(inbox), "--warehouse", str(warehouse), stdin=CLIENT + "\n")
     assert erased.returncode == 0, erased.stdout + erased.stderr
+    assert reader.execute(outflow).fetchall() == seen, "the reader keeps the version it opened"
+    reader.close()
+    with duckdb.connect(str(warehouse), read_only=True) as fresh:
+        assert fresh.execute(outflow).fetchall()[0][0] == seen[0][0] - 1
     assert "erase:     1 rows removed from the working database" in erased.stdout
     assert f"  {ZD}: 1 rows" in erased.stdout
     assert f"still holds the id: {inbox / ZD / 'ict_maatwerk_uitschrijvingen_2022.csv'}" in erased.stdout

@@ -246,38 +246,26 @@ def _csv_error(exc: duckdb.Error, physical_line) -> str:
     return f"line {physical_line(int(match.group(1)))}: {problem}"
 
 
-def _duckdb_lines(path: Path, delimiter: str) -> list[int]:
-    """For each line as DuckDB counts them in an error (header, records and empty lines; a line break inside a quoted
-    value starts no line), the line an editor shows."""
-    starts = []
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
-        before = 0
-        try:
-            for _ in reader:
-                starts.append(before + 1)
-                before = reader.line_num
-        except csv.Error:
-            starts.append(before + 1)
-    return starts
-
-
-def _record_starts(path: Path, delimiter: str) -> list[int]:
-    """The line an editor shows for the start of each data record of a UTF-8 CSV file, where a quoted value holds a
-    line break (a record then spans several lines) or empty lines lie between records: read by Python's csv module,
-    which counts the lines it reads. Only for the files that need it (``_spans_lines``)."""
+def _line_starts(path: Path, delimiter: str) -> list[tuple[int, bool]]:
+    """(the line an editor shows, whether it starts a record) for each line as DuckDB counts them (the header, the
+    records and the empty lines; a line break inside a quoted value starts no line of DuckDB's), read by Python's csv
+    module, which counts the lines it reads. For the files that need it only: a quoted value with a line break."""
     starts = []
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
         before = 0
         try:
             for record in reader:
-                if record:  # an empty line is no record (DuckDB skips it too)
-                    starts.append(before + 1)
+                starts.append((before + 1, bool(record)))  # an empty line is no record (DuckDB skips it too)
                 before = reader.line_num
         except csv.Error:
-            pass  # DuckDB names what is wrong; the lines up to here are counted
-    return starts[1:]  # after the header
+            starts.append((before + 1, True))  # DuckDB names what is wrong there
+    return starts
+
+
+def _record_starts(path: Path, delimiter: str) -> list[int]:
+    """The line an editor shows for the start of each data record (after the header)."""
+    return [line for line, record in _line_starts(path, delimiter) if record][1:]
 
 
 def _spans_lines(lines: _Lines, records: int) -> bool:
@@ -307,7 +295,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, source: Source) -> Fil
             )
         except duckdb.Error as exc:  # DuckDB counts every line but the breaks inside quoted values
             quoted = any(b'"' in chunk for chunk in _chunks(readable))
-            duck = _duckdb_lines(readable, source.delimiter) if quoted else []
+            duck = [line for line, _ in _line_starts(readable, source.delimiter)] if quoted else []
             line = lambda n: duck[n - 1] if 0 < n <= len(duck) else n  # noqa: E731
             raise Unreadable(_csv_error(exc, line)) from None
         records = con.execute("select count(*) from _file").fetchall()[0][0]
