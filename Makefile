@@ -1,12 +1,16 @@
 # Quick start: `make run` (refresh the bundled sample) and `make test` (every test).
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# the newest supported Python the machine has (3.13, 3.12, 3.11), or PYTHON=...
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' \
+	  2>/dev/null && { command -v $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format dev benchmark lock clean
+.PHONY: setup run test test-py313 lint format dev benchmark lock clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || test -n "$(PYTHON)" || { echo "make: no supported Python found: install Python 3.11, 3.12 or 3.13 (or name one: make run PYTHON=/path/to/python3.x)" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
@@ -21,6 +25,10 @@ run: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -n 2
+
+# the quick start and the tests on Python 3.13 in a Debian 13 root (debootstrap, cached in the temp folder; root only)
+test-py313: setup
+	bash scripts/py313.sh
 
 # ruff (settings in pyproject.toml): lint and formatting, checked by `make test`; `make format` rewrites
 lint: $(STAMP)

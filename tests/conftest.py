@@ -103,6 +103,8 @@ def postgres_server():
     import shutil
     import tempfile
 
+    if os.environ.get("CARE_OUTCOMES_SECONDARY_PYTHON"):
+        pytest.skip("PostgreSQL is tested on the main Python only (make test-py313 runs the rest on Python 3.13)")
     bin_dir = _postgres_bin()
     if bin_dir is None:
         if os.environ.get("CI"):

@@ -41,6 +41,8 @@ GGNET = [
 
 
 def chromium_or_skip() -> str:
+    if os.environ.get("CARE_OUTCOMES_SECONDARY_PYTHON"):
+        pytest.skip("Chromium is tested on the main Python only (make test-py313 runs the rest on Python 3.13)")
     try:
         return find_chromium({})
     except ChromiumUnavailable as exc:
