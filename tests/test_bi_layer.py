@@ -298,11 +298,17 @@ def test_parquet_holds_the_marts_and_the_audit_tables(sample_warehouse):
     assert loads == [(25,)]
 
 
+def readme_uri_options() -> str:
+    """The options of the README's SQLAlchemy URI for Superset (what a BI administrator copies)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.search(r"^duckdb:////srv/care-outcomes/warehouse/care_outcomes\.duckdb\?(\S+)$", readme, re.M).group(1)
+
+
 def test_sqlalchemy_reflects_every_mart_as_superset_does(sample_warehouse):
     # regression: with SQLAlchemy 2.1 duckdb-engine 0.17 cannot reflect columns (pg_catalog.pg_collation)
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(f"duckdb:///{sample_warehouse}?access_mode=read_only")
+    engine = sqlalchemy.create_engine(f"duckdb:///{sample_warehouse}?{readme_uri_options()}")
     try:
         inspector = sqlalchemy.inspect(engine)
         assert set(inspector.get_table_names(schema="marts")) == set(MARTS)
@@ -313,6 +319,43 @@ def test_sqlalchemy_reflects_every_mart_as_superset_does(sample_warehouse):
         assert isinstance(period["type"], sqlalchemy.Date)
     finally:
         engine.dispose()
+
+
+def test_the_readmes_duckdb_connections_read_the_marts_and_nothing_else(sample_warehouse, tmp_path):
+    """As a BI user in SQL Lab would try: read a file of the server, write one, attach the working database."""
+    import sqlalchemy
+
+    secret = tmp_path / "superset_config.py"
+    secret.write_text("SECRET_KEY = 'do-not-leak'\n", encoding="utf-8")
+    work = sample_warehouse.with_name(sample_warehouse.stem + ".work.duckdb")
+    attempts = [
+        f"select * from read_text('{secret}')",
+        f"select * from read_csv('{secret}')",
+        f"copy (select 1) to '{tmp_path / 'out.csv'}'",
+        f"attach '{work}' as work (read_only)",
+    ]
+    options = readme_uri_options()
+    assert "enable_external_access=false" in options and "access_mode=read_only" in options
+    engine = sqlalchemy.create_engine(f"duckdb:///{sample_warehouse}?{options}")
+    try:
+        with engine.connect() as con:
+            assert con.exec_driver_sql("select count(*) from marts.ips_quarterly").fetchall() == [(47,)]
+            for sql in attempts:
+                with pytest.raises(sqlalchemy.exc.DBAPIError, match="Permission Error"):
+                    con.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert 'config={"enable_external_access": False}' in readme
+    con = duckdb.connect(str(sample_warehouse), read_only=True, config={"enable_external_access": False})
+    try:
+        assert con.execute("select count(*) from marts.ips_quarterly").fetchall() == [(47,)]
+        for sql in attempts:
+            with pytest.raises(duckdb.PermissionException):
+                con.execute(sql)
+    finally:
+        con.close()
+    assert not (tmp_path / "out.csv").exists()
 
 
 # --- runs from the command line show in the Dagster UI -------------------------------------------
