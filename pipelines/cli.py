@@ -262,7 +262,7 @@ def _refresh(
         from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
 
         moved = prepare_warehouse(paths, rebuild=rebuild)
-        bind(paths, fingerprint, moved)
+        carry_over(paths, moved)
         ensure_manifest(dbt_project_for(project_dir, prepare=False))
         job = build_defs(paths, project_dir, postgres_dsn=postgres_dsn).resolve_job_def(REFRESH_JOB_NAME)
         with reading(paths) as con:
@@ -298,16 +298,17 @@ def _refresh(
     return RefreshReport(paths, dataclasses.replace(outcome, files=files), waiting, moved, missing, dropped, retention)
 
 
-def bind(paths: Paths, fingerprint: str, moved: Path | None) -> None:
-    """The working database takes the key's fingerprint (a new one, or one from before fingerprints) and, after a
-    rebuild, the erasure list of the database moved aside."""
+def carry_over(paths: Paths, moved: Path | None) -> None:
+    """After a rebuild: the erasure list of the database moved aside goes on in the new one (the run's warehouse
+    resource binds the key, WarehouseResource.bind_key)."""
+    if moved is None:
+        return
     import duckdb
 
-    from pipelines.privacy import bind_key, carry_over
+    from pipelines import privacy
 
     with duckdb.connect(str(paths.work_db)) as con:
-        bind_key(con, fingerprint, paths.warehouse)
-        carry_over(moved, con)
+        privacy.carry_over(moved, con)
 
 
 def privacy_lines(con, before: int, started) -> tuple[int, str | None]:

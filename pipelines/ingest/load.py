@@ -128,17 +128,12 @@ def _keep_line_hashes(con, contract: Contract, table: str, newest: str, stored: 
     )
 
 
-def sha256_of(path: Path | int) -> str:
-    """The SHA-256 of a file, by path or by an open file descriptor (read from its start; the descriptor stays open)."""
+def sha256_of(fd: int) -> str:
+    """The SHA-256 of the file behind an open descriptor (open_regular), read from its start; it stays open."""
     digest = hashlib.sha256()
-    if isinstance(path, int):
-        os.lseek(path, 0, os.SEEK_SET)
-        while chunk := os.read(path, 1 << 20):
-            digest.update(chunk)
-        return digest.hexdigest()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -209,11 +204,6 @@ def inbox_entries(inbox: Path, source: Source) -> list[InboxEntry]:
             name = shown(f"{source.folder}/{path.relative_to(folder).as_posix()}")
             entries.append(InboxEntry(path, name, _kind(info.st_mode), info.st_size, info.st_mtime_ns))
     return sorted(entries, key=lambda e: e.name)
-
-
-def inbox_files(inbox: Path, source: Source) -> list[Path]:
-    """The regular files of the source's folder and its sub-folders (hidden ones left out): what the ingest reads."""
-    return [e.path for e in inbox_entries(inbox, source) if e.kind is None]
 
 
 class NotRegular(OSError):
@@ -413,9 +403,8 @@ def prepare(
     except NotRegular as exc:
         sha = _unreadable_signature(path, file_name)
         reason = f"{file_name}: skipped: {exc}; it is never opened or copied (put the file itself in the inbox)"
-        prepared = Prepared(path, file_name, source, sha, reason=reason, keep_bytes=False, status="skipped")
-        prepared.handled = _handled(con, sha, file_name)
-        return prepared
+        handled = _handled(con, sha, file_name)
+        return Prepared(path, file_name, source, sha, handled, reason=reason, keep_bytes=False, status="skipped")
     except OSError as exc:
         sha = _unreadable_signature(path, file_name)
         reason = f"{file_name}: could not be read: {exc.strerror or type(exc).__name__} (its bytes could not be kept)"

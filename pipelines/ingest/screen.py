@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import weakref
 
 import duckdb
 
@@ -33,12 +34,15 @@ def normalised(text: str) -> str:
 
 
 NFKC_FUNCTION = "care_outcomes_nfkc"
-_registered: set[int] = set()
+_registered: weakref.WeakSet = weakref.WeakSet()  # connections known to reach the function (asked once each)
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
     """Give the connection's database the NFKC function ``normalised_sql`` calls (once per database: its cursors and
-    connections share it)."""
+    connections share it); asked once per connection, not for every file."""
+    if con in _registered:
+        return
+    _registered.add(con)
     try:
         con.execute(f"select {NFKC_FUNCTION}('a')").fetchall()
         return

@@ -145,7 +145,7 @@ def _write_set(
                pdf_note=f"Geen PDF's: {result.pdf_problem}." if result.pdf_problem else None),
         encoding="utf-8",
     )  # fmt: skip
-    publish_set(folder, target)
+    turn_link(folder, target)  # the set before stays, older ones go
     # the paths as a reader opens them: through the link
     result.ips = {k: target / v.relative_to(folder) for k, v in result.ips.items()}
     result.outflow = {k: target / v.relative_to(folder) for k, v in result.outflow.items()}
@@ -260,11 +260,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # a file system without hard links
         shutil.copy2(source, target)
-
-
-def publish_set(folder: Path, target: Path) -> None:
-    """Point ``target`` at ``folder`` in one step; keep the set before, remove older ones."""
-    turn_link(folder, target)
 
 
 def chromium_or_reason(setting: str) -> tuple[str | None, str | None]:
