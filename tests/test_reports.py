@@ -300,7 +300,7 @@ def test_a_programme_report_holds_no_other_programme(reports, serving):
 def test_a_whole_set_reads_each_mart_once_and_gives_every_report_what_it_reads_alone(sample_warehouse):
     """The nightly set reads each mart once for every report (Shared(whole_set=True)); each report must be exactly
     the one made on its own, which reads its programme's or provider's rows only."""
-    privacy = Privacy(3)
+    privacy = Privacy()
     with serving(sample_warehouse) as con:
         whole = Shared(con, whole_set=True)
         program_ids = [p["program_id"] for p in programs(con)]
@@ -320,20 +320,9 @@ def test_a_whole_set_reads_each_mart_once_and_gives_every_report_what_it_reads_a
         assert IpsReport(con, "GGNET", [2017], privacy, whole).html() == IpsReport(con, "GGNET", [2017], privacy).html()
 
 
-def test_national_figures_need_enough_programmes(sample_warehouse):
-    with serving(sample_warehouse) as con:
-        html = IpsReport(con, "GGNET", None, Privacy(min_programs=7)).html()
-    t1 = Tables(html).tables[0]
-    national = block(t1, "Landelijk")
-    assert national and all(cells == [""] * 5 for cells in national.values())
-    assert "minder dan 7 programma's rapporteerden" in unescape(html)
-    spread = next(t for t in Tables(html).tables if t[0][:2] == ["Indicator", "Uw programma"])
-    assert all(r[3:7] == ["", "", "", ""] for r in spread[1:])
-
-
 def test_chosen_years(sample_warehouse):
     with serving(sample_warehouse) as con:
-        html = IpsReport(con, "GGNET", [2017], Privacy(3)).html()
+        html = IpsReport(con, "GGNET", [2017], Privacy()).html()
     assert "jan-mrt 2017" in html and "jan-mrt 2018" not in html
     assert "Terugkoppeling kwartaaluitkomsten IPS 2017" in html
 
@@ -386,7 +375,7 @@ def test_small_location_counts_show_as_less_than_five(reports, serving):
 
 def test_the_location_threshold_is_configurable(sample_warehouse):
     with serving(sample_warehouse) as con:
-        html = OutflowReport(con, "ICT Maatwerk", None, Privacy(3, min_count=3)).html()
+        html = OutflowReport(con, "ICT Maatwerk", None, Privacy(min_count=3)).html()
     assert "&lt;3" in html and "&lt;5" not in html
 
 
@@ -422,7 +411,7 @@ def test_report_command_reads_the_serving_file_while_a_refresh_writes(sample_war
 
 
 def test_without_chromium_the_html_still_comes_and_says_why(sample_warehouse, tmp_path):
-    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(3), chromium_setting="/no/such/chromium")
+    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(), chromium_setting="/no/such/chromium")
     assert len(made.ips) == 6 and not made.pdfs
     assert made.pdf_problem == "CARE_OUTCOMES_CHROMIUM=/no/such/chromium is not an executable"
     assert "no PDF: CARE_OUTCOMES_CHROMIUM=/no/such/chromium" in made.line()
@@ -431,12 +420,12 @@ def test_without_chromium_the_html_still_comes_and_says_why(sample_warehouse, tm
 
 def test_a_new_set_replaces_the_old_in_one_step(sample_warehouse, tmp_path):
     target = tmp_path / "reports"
-    first = write_reports(sample_warehouse, target, Privacy(3), "off")
+    first = write_reports(sample_warehouse, target, Privacy(), "off")
     first_set = target.resolve()
-    second = write_reports(sample_warehouse, target, Privacy(3), "off")
+    second = write_reports(sample_warehouse, target, Privacy(), "off")
     assert target.resolve() != first_set and first_set.is_dir(), "the set before stays for a reader holding it"
     second_set = target.resolve()
-    write_reports(sample_warehouse, target, Privacy(3), "off")
+    write_reports(sample_warehouse, target, Privacy(), "off")
     assert not first_set.exists(), "older sets are removed"
     assert sorted((tmp_path / ".reports").iterdir()) == sorted([second_set, target.resolve()])
     assert first.ips.keys() == second.ips.keys()
@@ -594,7 +583,7 @@ def test_one_reports_fault_does_not_cost_the_others_theirs(sample_warehouse, tmp
         return real(self)
 
     monkeypatch.setattr(build.IpsReport, "html", broken)
-    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(3), "off")
+    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(), "off")
     assert sorted(made.ips) == ["ALTRECHT", "DIMENCE", "GGNET", "MONDRIAAN", "PARNASSIA"]
     assert made.failed == ["IPS LENTIS: template fault"]
     assert "not made: IPS LENTIS: template fault" in made.line()
@@ -633,12 +622,12 @@ def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its
         con.execute("update audit.check_results set checked_at = checked_at - interval 7 day")
         before_date = con.execute("select max(checked_at) from audit.check_results").fetchone()[0].date()
     target = tmp_path / "reports"
-    first = write_reports(earlier, target, Privacy(3, min_count=5), chromium)
+    first = write_reports(earlier, target, Privacy(min_count=5), chromium)
     assert first.unchanged == 0 and len(first.pdfs) == len(first.ips) + len(first.outflow)
     first_set = target.resolve()
 
     # tonight: the same marts, and a lower threshold for per-location counts (the outflow reports change)
-    second = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
+    second = write_reports(sample_warehouse, target, Privacy(min_count=3), chromium)
     second_set = target.resolve()
     assert second.unchanged == len(second.ips) == 6, "every programme report says what it said"
     assert f"; {second.unchanged} unchanged from the set before" in second.line()
@@ -657,13 +646,13 @@ def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its
     assert common.dutch_date(before_date) not in index and index.count(".pdf") >= len(second.pdfs)
 
     # without Chromium tonight, a report taken over comes without its PDF, as every other report does
-    third = write_reports(sample_warehouse, target, Privacy(3, min_count=3), "off")
+    third = write_reports(sample_warehouse, target, Privacy(min_count=3), "off")
     assert third.unchanged == 9 and not third.pdfs and not list(target.resolve().rglob("*.pdf"))
     # the night after, with Chromium again: the reports are taken over, their PDFs made anew
-    fourth = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
+    fourth = write_reports(sample_warehouse, target, Privacy(min_count=3), chromium)
     assert fourth.unchanged == 0 and len(fourth.pdfs) == 9
     # a set with nothing to print: the browser started while its HTML was written is closed all the same
-    fifth = write_reports(sample_warehouse, target, Privacy(3, min_count=3), chromium)
+    fifth = write_reports(sample_warehouse, target, Privacy(min_count=3), chromium)
     assert fifth.unchanged == 9 and len(fifth.pdfs) == 9 and not _browsers()
 
 
@@ -686,7 +675,7 @@ def test_a_set_that_fails_leaves_no_browser_behind(tmp_path):
     it (here: no serving file to read)."""
     chromium = chromium_or_skip()
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the missing file raises; the browser is the point
-        write_reports(tmp_path / "missing.duckdb", tmp_path / "reports", Privacy(3), chromium)
+        write_reports(tmp_path / "missing.duckdb", tmp_path / "reports", Privacy(), chromium)
     assert not _browsers()
 
 
@@ -696,7 +685,7 @@ def test_a_browser_that_dies_costs_the_pdfs_only(sample_warehouse, tmp_path):
     broken = tmp_path / "chromium"
     broken.write_text("#!/bin/sh\nexit 3\n", encoding="utf-8")
     broken.chmod(0o755)
-    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(3), str(broken))
+    made = write_reports(sample_warehouse, tmp_path / "reports", Privacy(), str(broken))
     assert len(made.ips) == 6 and len(made.outflow) == 3 and not made.pdfs
     assert made.pdf_problem is not None and "Chromium stopped" in made.pdf_problem
     assert not list((tmp_path / "reports").rglob("*.pdf"))

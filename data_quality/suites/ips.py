@@ -2,6 +2,7 @@
 
 from data_quality.runner import Dataset, Suite
 from data_quality.suites.common import dbt_macro_list, fractions, near_zero, unique, zero
+from pipelines.transform.project import dbt_var
 
 RATES = [
     "paid_work_rate",
@@ -14,6 +15,10 @@ RATES = [
 KEY = ["program_id", "year", "quarter"]
 # the metrics of marts.ips_quarterly that ips_benchmark_long lists one per row
 METRICS = dbt_macro_list("ips_metrics", "ips_quarterly_metrics")
+# the disclosure rule (dbt/macros/disclosure.sql), checked here against the programmes counted anew: a national mean
+# needs min_programs_national programmes besides the one reading it, quartiles also min_programs_quartiles
+MIN_TOTAL = int(dbt_var("min_programs_national")) + 1
+MIN_QUARTILES = max(MIN_TOTAL, int(dbt_var("min_programs_quartiles")))
 
 ips_quarterly = Suite(
     name="ips_quarterly",
@@ -193,24 +198,33 @@ ips_benchmark = Suite(
 ips_benchmark_long = Suite(
     name="ips_benchmark_long",
     asset=("marts", "ips_benchmark_long"),
-    description="Each value is the programme's figure; ranks within 1..n_programs; quartiles ordered; national "
-    "figures left out exactly where fewer than min_programs_national programmes stand behind them.",
+    description="Each value is the programme's figure; ranks within 1..n_programs; quartiles ordered; the disclosure "
+    "rule: the national mean left out exactly where n_programs - 1 < min_programs_national, the quartiles wherever "
+    "n_programs < min_programs_quartiles too, n_programs counted anew from ips_quarterly.",
     datasets=[
         Dataset(
             name="rows",
             sql="""
-                select l.program_id, l.year, l.quarter, l.metric, l.rank, l.n_programs, l.national_suppressed,
-                       l.national_p25, l.national_median, l.national_p75, l.metric_label,
-                       (l.national_value is null and l.national_median is null) as national_left_out,
-                       l.value is not distinct from b.value as value_matches
-                from marts.ips_benchmark_long l
-                left join (
+                with values_anew as (
                     unpivot (select program_id, year, quarter, * exclude (program_id, year, quarter)
                              from (select program_id, year, quarter, """
             + ", ".join(f"cast({m} as double) as {m}" for m in METRICS)
-            + """ from marts.ips_quarterly))
+            + f""" from marts.ips_quarterly))
                     on columns(* exclude (program_id, year, quarter)) into name metric value value
-                ) b using (program_id, year, quarter, metric)
+                ),
+                counted as (  -- unpivot leaves NULL values out: the programmes with a value
+                    select year, quarter, metric, count(*) as programmes from values_anew group by all
+                )
+                select l.program_id, l.year, l.quarter, l.metric, l.rank, l.n_programs, l.national_suppressed,
+                       l.national_p25, l.national_median, l.national_p75, l.metric_label,
+                       l.n_programs < {MIN_TOTAL} as too_few,
+                       (l.national_value is not null and l.national_suppressed)
+                           or (l.national_median is not null and l.n_programs < {MIN_QUARTILES}) as disclosed_too_much,
+                       l.n_programs = coalesce(c.programmes, 0) as n_programs_matches,
+                       l.value is not distinct from b.value as value_matches
+                from marts.ips_benchmark_long l
+                left join values_anew b using (program_id, year, quarter, metric)
+                left join counted c using (year, quarter, metric)
             """,
             key=["program_id", "year", "quarter", "metric"],
             expectations=lambda gxe: [
@@ -221,7 +235,9 @@ ips_benchmark_long = Suite(
                     column_A="n_programs", column_B="rank", or_equal=True, ignore_row_if="either_value_is_missing"
                 ),
                 gxe.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
-                gxe.ExpectColumnPairValuesToBeEqual(column_A="national_suppressed", column_B="national_left_out"),
+                gxe.ExpectColumnPairValuesToBeEqual(column_A="national_suppressed", column_B="too_few"),
+                gxe.ExpectColumnValuesToBeInSet(column="disclosed_too_much", value_set=[False]),
+                gxe.ExpectColumnValuesToBeInSet(column="n_programs_matches", value_set=[True]),
                 *[
                     gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                         column_A=hi, column_B=lo, or_equal=True, ignore_row_if="either_value_is_missing"

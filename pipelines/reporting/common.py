@@ -27,14 +27,13 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class Privacy:
-    min_programs: int  # national figures need at least this many programmes (dbt var min_programs_national)
+    """What the reports hide themselves; national figures are hidden by the marts (the disclosure rule)."""
+
     min_count: int = DEFAULT_MIN_COUNT  # per-location counts below this are shown as '<N'
 
 
 def default_privacy(min_count: int | None = None) -> Privacy:
-    from pipelines.transform.project import dbt_var
-
-    return Privacy(int(dbt_var("min_programs_national")), DEFAULT_MIN_COUNT if min_count is None else min_count)
+    return Privacy(DEFAULT_MIN_COUNT if min_count is None else min_count)
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 Figures 1-3 and the fidelity table, for the programme's two most recent calendar years, beside the national
 average; then where the programme stands in the national spread.
 
-Privacy: every query below is for this programme or for national aggregates only; national figures behind fewer
-than ``Privacy.min_programs`` programmes are left out with a note.
+Privacy: every query below is for this programme or for national aggregates only. Which national figures may be
+shown is decided once, by the disclosure rule in the marts (dbt macro ``disclose``): a figure the marts leave NULL
+is left out here with a note, never worked out again.
 """
 
 from __future__ import annotations
@@ -150,13 +151,15 @@ class IpsReport:
         row = self.by_quarter.get((year, quarter)) or self.national[(year, quarter)]
         return row["period_label"]
 
-    def national_shown(self, n_programs: int | None) -> bool:
-        return (n_programs or 0) >= self.privacy.min_programs
+    @staticmethod
+    def national_shown(row: dict | None) -> bool:
+        """Whether a national row of the marts has figures (the disclosure rule left them in)."""
+        return row is not None and not row["national_suppressed"]
 
     def suppressed_note(self) -> int:
         return self.notes.mark(
-            f"Landelijk cijfer weggelaten: minder dan {self.privacy.min_programs} programma's rapporteerden, "
-            "zodat een programma uit het gemiddelde het cijfer van een ander zou kunnen afleiden."
+            "Landelijk cijfer weggelaten: te weinig programma's rapporteerden, zodat een programma uit het landelijke "
+            "en het eigen cijfer dat van een ander zou kunnen afleiden."
         )
 
     def cell(self, value, metric: str, averaged: bool = False, note: int | None = None) -> Cell:
@@ -196,7 +199,7 @@ class IpsReport:
         for year in self.years:
             for y, q in [k for k in self.quarters if k[0] == year]:
                 row = self.national.get((y, q))
-                if row is None or not self.national_shown(row["n_programs"]):
+                if not self.national_shown(row):
                     out.append(Row(year, self.label(y, q), [Cell("")] * len(metrics), note=self.suppressed_note()))
                     continue
                 cells = []
@@ -204,12 +207,14 @@ class IpsReport:
                     note = None
                     if row[m] is None and m in GROWTH_OF:
                         note = self.notes.mark(
-                            "Landelijke groei leeg: geen programma had voor dit kwartaal een groeicijfer."
+                            "Landelijke groei leeg: te weinig programma's hadden voor dit kwartaal een groeicijfer."
                         )
+                    elif row[m] is None:
+                        note = self.suppressed_note()
                     cells.append(self.cell(row[m], m, averaged=True, note=note))
                 out.append(Row(year, row["period_label"], cells))
             yearly = self.yearly_national.get(year)
-            if yearly is None or not self.national_shown(yearly["n_programs"]):
+            if not self.national_shown(yearly):
                 out.append(Row(year, "Gemiddeld", [Cell("")] * len(metrics), "average", self.suppressed_note()))
             else:
                 out.append(Row(year, "Gemiddeld", [self.cell(yearly[f"avg_{m}"], m, True) for m in metrics], "average"))
@@ -235,7 +240,7 @@ class IpsReport:
                     + [self.cell(row[m] if row else None, m[4:], True) for m in TABLE_4], "year")
             )  # fmt: skip
             nat = self.yearly_national.get(year)
-            if nat is None or not self.national_shown(nat["n_programs"]):
+            if not self.national_shown(nat):
                 national.append(Row(year, str(year), [Cell("")] * len(headers), "year", self.suppressed_note()))
             else:
                 national.append(
@@ -252,7 +257,7 @@ class IpsReport:
             row = self.by_quarter.get(key)
             own.append(row[metric] if row else None)
             n = self.national.get(key)
-            nat.append(n[metric] if n and self.national_shown(n["n_programs"]) else None)
+            nat.append(n[metric] if self.national_shown(n) else None)
         return own, nat
 
     def figures(self) -> list[dict]:
@@ -322,11 +327,8 @@ class IpsReport:
         totals = self.shared.own(
             "select * from marts.fidelity_totals where {own} and is_latest_assessment", "program_id", self.program_id
         )[0]
-        national = self.shared.rows(
-            "select count(*) as n_programs, avg(total_ips_a) as total_ips_a, avg(total_ips_o) as total_ips_o "
-            "from marts.fidelity_totals where is_latest_assessment"
-        )[0]
-        shown = self.national_shown(national["n_programs"])
+        national = {scale: totals[f"national_mean_{scale}"] for scale in ("total_ips_a", "total_ips_o")}
+        shown = national["total_ips_a"] is not None or national["total_ips_o"] is not None
         sections: dict[str, list] = {}
         for item in items:
             sections.setdefault(item["section"], []).append(item)
@@ -355,7 +357,7 @@ class IpsReport:
             (max(self.years),),
         ):
             fmt = _format(r["metric"], self.formats, averaged=True)
-            suppressed = r["national_suppressed"] or not self.national_shown(r["n_programs"])
+            suppressed = r["national_suppressed"]
             out.append({
                 "label": r["metric_label"],
                 "value": numbers.formatted(r["value"], self.formats[r["metric"]]["number_format"]),
@@ -375,7 +377,6 @@ class IpsReport:
             "program_name": self.program_name,
             "years": self.years,
             "published": self.shared.published,
-            "min_programs": self.privacy.min_programs,
             "tables": [
                 self.table(1, "Caseload en capaciteit IPS trajectbegeleiding", TABLE_1, []),
                 self.table(2, "Werk en opleiding uitkomsten", TABLE_2, [PERCENT_NOTE]),

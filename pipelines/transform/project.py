@@ -132,7 +132,7 @@ def ensure_manifest(project: DbtProject | None = None) -> None:
 
 
 def dbt_var(name: str, project_dir: Path = DBT_DIR):
-    """A var of dbt_project.yml (the reports apply min_programs_national as the marts do)."""
+    """A var of dbt_project.yml (the quality checks test the disclosure rule with the thresholds the marts use)."""
     import yaml
 
     config = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))

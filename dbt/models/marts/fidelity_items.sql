@@ -5,11 +5,12 @@ scores as (
 ),
 
 national as (
-    -- per item, the mean over every programme's latest assessment (not applicable = NULL, ignored)
+    -- per item, the mean over every programme's latest assessment (not applicable = NULL, ignored),
+    -- under the disclosure rule (macros/disclosure.sql) with the programmes that scored the item
     select
         item_code,
-        {{ mean("score_ips_a") }} as national_mean_ips_a,
-        {{ mean("score_ips_o") }} as national_mean_ips_o
+        {{ disclose(mean("score_ips_a"), "count(score_ips_a)") }} as national_mean_ips_a,
+        {{ disclose(mean("score_ips_o"), "count(score_ips_o)") }} as national_mean_ips_o
     from scores
     where is_latest_assessment
     group by item_code

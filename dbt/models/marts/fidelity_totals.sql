@@ -21,6 +21,15 @@ summed as (
     group by program_id, assessment_date
 ),
 
+national as (
+    -- the mean totals over every programme's latest assessment, under the disclosure rule (macros/disclosure.sql)
+    select
+        {{ disclose(mean('total_ips_a'), 'count(total_ips_a)') }} as national_mean_total_ips_a,
+        {{ disclose(mean('total_ips_o'), 'count(total_ips_o)') }} as national_mean_total_ips_o
+    from summed
+    where is_latest_assessment
+),
+
 with_bands as (
     select
         summed.*,
@@ -47,8 +56,13 @@ final as (
         band_a.label_nl as band_ips_a_label,
         band_o.label_nl as band_ips_o_label,
 
-        with_bands.is_latest_assessment
+        with_bands.is_latest_assessment,
+
+        -- the national mean totals beside the programme's (the same for every row)
+        cast(national.national_mean_total_ips_a as {{ type_double() }}) as national_mean_total_ips_a,
+        cast(national.national_mean_total_ips_o as {{ type_double() }}) as national_mean_total_ips_o
     from with_bands
+    cross join national
     left join bands as band_a
         on band_a.band = with_bands.band_ips_a
     left join bands as band_o

@@ -22,7 +22,7 @@ benchmarks as (
 
 programme_values as (
     {%- for metric in metrics %}
-    select program_id, year, quarter, period_start, period_label, '{{ metric }}' as metric,
+    select program_id, year, quarter, period_start, period_code, period_label, '{{ metric }}' as metric,
            cast({{ metric }} as {{ type_double() }}) as value
     from quarterly
     {% if not loop.last %}union all{% endif %}
@@ -44,10 +44,11 @@ spread as (
         quarter,
         metric,
         count(value) as n_programs,
-        count(value) < {{ var('min_programs_national') }} as is_suppressed,
-        percentile_cont(0.25) within group (order by value) as national_p25,
-        percentile_cont(0.5) within group (order by value) as national_median,
-        percentile_cont(0.75) within group (order by value) as national_p75
+        -- the disclosure rule (macros/disclosure.sql) for the mean, and for the quartiles
+        not ({{ disclosed('count(value)') }}) as is_suppressed,
+        {{ disclose('percentile_cont(0.25) within group (order by value)', 'count(value)', 'quartile') }} as national_p25,
+        {{ disclose('percentile_cont(0.5) within group (order by value)', 'count(value)', 'quartile') }} as national_median,
+        {{ disclose('percentile_cont(0.75) within group (order by value)', 'count(value)', 'quartile') }} as national_p75
     from programme_values
     group by year, quarter, metric
 ),
@@ -69,16 +70,17 @@ final as (
         ranked.year,
         ranked.quarter,
         ranked.period_start,
+        ranked.period_code,
         ranked.period_label,
         ranked.metric,
         catalogue.label_nl as metric_label,
 
-        -- the programme beside the nation; national figures need min_programs_national programmes
+        -- the programme beside the nation, under the disclosure rule
         ranked.value,
         case when not spread.is_suppressed then national_values.national_value end as national_value,
-        case when not spread.is_suppressed then spread.national_p25 end as national_p25,
-        case when not spread.is_suppressed then spread.national_median end as national_median,
-        case when not spread.is_suppressed then spread.national_p75 end as national_p75,
+        spread.national_p25,
+        spread.national_median,
+        spread.national_p75,
         cast(spread.n_programs as {{ dbt.type_bigint() }}) as n_programs,
         cast(ranked.rank as {{ dbt.type_bigint() }}) as rank,
         spread.is_suppressed as national_suppressed,

@@ -1,3 +1,5 @@
+{#- Every mean goes through the disclosure rule (macros/disclosure.sql) with the number of
+    programmes whose yearly value it is made of. -#}
 with
 
 yearly as (
@@ -9,9 +11,11 @@ final as (
         year,
         {{ year_start('year') }} as period_start,
         count(*) as n_programs,
-        {{ mean("total_caseload") }} as total_caseload,
+        -- true where too few programmes reported that year for any national figure
+        not ({{ disclosed('count(*)') }}) as national_suppressed,
+        {{ disclose(mean("total_caseload"), "count(total_caseload)") }} as total_caseload,
         {%- for metric in ips_quarterly_metrics() %}
-        {{ mean("avg_" ~ metric) }} as avg_{{ metric }}{{ "," if not loop.last }}
+        {{ disclose(mean("avg_" ~ metric), "count(avg_" ~ metric ~ ")") }} as avg_{{ metric }}{{ "," if not loop.last }}
         {%- endfor %}
     from yearly
     group by year
