@@ -7,6 +7,7 @@
     care-outcomes erase --client-id ID|- [--source NAME] [--inbox DIR] [--warehouse FILE]
     care-outcomes report ips --program ID [--years 2017 2018] [--out DIR] [--warehouse FILE]
     care-outcomes postgres-grant --program ID --role NAME [--postgres DSN]
+    care-outcomes postgres-grant --centre LOGIN [--postgres DSN]
     care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
 
 Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
@@ -483,10 +484,14 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
     _common(erase)
     grant = sub.add_parser(
-        "postgres-grant", help="a PostgreSQL login that sees one programme's rows and the national marts"
+        "postgres-grant",
+        help="a read-only PostgreSQL login for one programme (its rows and the national marts) or for the knowledge "
+        "centre (every programme's rows)",
     )
-    grant.add_argument("--program", required=True, metavar="ID", help="program_id, e.g. GGNET")
-    grant.add_argument("--role", required=True, metavar="NAME", help="the role (created with LOGIN if missing)")
+    who = grant.add_mutually_exclusive_group(required=True)
+    who.add_argument("--program", metavar="ID", help="program_id, e.g. GGNET (with --role)")
+    who.add_argument("--centre", metavar="LOGIN", help="a knowledge centre login (created with LOGIN if missing)")
+    grant.add_argument("--role", metavar="NAME", help="the programme's role (created with LOGIN if missing)")
     grant.add_argument("--postgres", metavar="DSN", help="default: $CARE_OUTCOMES_POSTGRES_DSN")
     report = sub.add_parser("report", help="make one feedback report from the serving file (read-only)")
     kinds = report.add_subparsers(dest="kind", required=True)
@@ -584,11 +589,18 @@ def run(args: argparse.Namespace) -> int:
 
     dsn = dsn_from(getattr(args, "postgres", None))
     if args.command == "postgres-grant":
-        from pipelines.serving.postgres import PostgresFault, grant_program
+        from pipelines.serving.postgres import PostgresFault, grant_centre, grant_program
 
         if not dsn:
             raise PostgresFault("no database: set CARE_OUTCOMES_POSTGRES_DSN or pass --postgres DSN")
-        say(grant_program(dsn, args.program, args.role))
+        if args.centre and args.role:
+            raise PostgresFault("postgres-grant: --role goes with --program; --centre names the login itself")
+        if args.centre:
+            say(grant_centre(dsn, args.centre))
+        elif not args.role:
+            raise PostgresFault("postgres-grant --program ID needs --role NAME: the login that sees that programme")
+        else:
+            say(grant_program(dsn, args.program, args.role))
         return 0
     if args.command == "retract":
         from pipelines.ingest.load import retract

@@ -15,7 +15,7 @@ UNIT_TESTS = [
     "ips_quarterly_growth_edges",
     "ips_yearly_total_caseload",
     "ips_quarterly_national_worked_example",
-    "ips_quarterly_national_discloses_nothing_a_programme_could_subtract",
+    "ips_quarterly_national_with_three_programmes",
     "ips_yearly_national_means_of_programmes",
     "outflow_by_destination_fills_every_destination",
     "outflow_summary_counts_shares_median_and_previous_year",

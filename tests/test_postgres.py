@@ -14,9 +14,17 @@ import duckdb
 import psycopg
 import pytest
 
-from pipelines.serving.postgres import PostgresFault, copy_table, grant_program, masked, publish_postgres
+from pipelines.serving.postgres import (
+    PostgresFault,
+    copy_table,
+    grant_centre,
+    grant_program,
+    masked,
+    publish_postgres,
+)
 from pipelines.transform.project import dbt_command
 from tests.conftest import MARTS, ROOT, SAMPLE, clean_env, run_refresh
+from tests.test_dbt_unit_tests import UNIT_TESTS
 
 
 def database(server: dict, name: str) -> str:
@@ -128,14 +136,70 @@ def test_programme_login_sees_its_own_rows_and_the_national_marts_only(postgres_
                 ggnet.execute(f"select * from {forbidden}")
             ggnet.rollback()
         # no way around the policy: the programme column cannot be widened by the role
+        ggnet.execute("set transaction read write")  # the login is read-only by default; not the barrier here
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             ggnet.execute("alter table marts.ips_quarterly disable row level security")
     with psycopg.connect(as_role(dsn, "lentis_bi")) as lentis:
         assert {r[0] for r in lentis.execute("select distinct program_id from marts.ips_yearly").fetchall()} == {
             "LENTIS"
         }
-    with psycopg.connect(dsn) as owner:  # the knowledge centre (no programme role) sees every programme
+    with psycopg.connect(dsn) as owner:  # the publisher owns the marts: row-level security does not apply to it
         assert owner.execute("select count(distinct program_id) from marts.ips_quarterly").fetchone()[0] == 6
+        granted = {  # a programme login is granted only tables it reads rows of
+            t for (t,) in owner.execute(
+                "select table_schema || '.' || table_name from information_schema.tables "
+                "where table_schema in ('marts', 'audit', 'reference') "
+                "and has_table_privilege('ggnet_bi', quote_ident(table_schema) || '.' || quote_ident(table_name), "
+                "'select')"
+            ).fetchall()
+        }  # fmt: skip
+    with psycopg.connect(as_role(dsn, "ggnet_bi")) as ggnet:
+        empty = [t for t in sorted(granted) if not ggnet.execute(f"select exists (select from {t})").fetchone()[0]]
+        assert granted and not empty, empty
+        assert not {t for t in granted if t.startswith("audit.") or t.startswith("marts.outflow")}
+
+
+def test_a_knowledge_centre_login_reads_every_programme_after_publishes_and_writes_nothing(
+    postgres_server, sample_warehouse
+):
+    dsn = database(postgres_server, "centre")
+    command = [sys.executable, "-m", "pipelines.cli", "postgres-grant", "--centre", "kenniscentrum"]
+    done = subprocess.run(  # before the first publish: recorded, granted at the publish
+        command, capture_output=True, text=True, cwd=ROOT, env=clean_env(CARE_OUTCOMES_POSTGRES_DSN=dsn), timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "role kenniscentrum reads every programme's rows" in done.stdout
+    grant_program(dsn, "GGNET", "ggnet_bi")
+    for _ in range(2):
+        publish_postgres(sample_warehouse, dsn)
+    with psycopg.connect(as_role(dsn, "kenniscentrum")) as centre:
+        for mart in ("ips_quarterly", "ips_yearly", "ips_benchmark", "ips_benchmark_long", "ips_submissions",
+                     "fidelity_items", "fidelity_totals"):  # fmt: skip
+            seen = {r[0] for r in centre.execute(f"select distinct program_id from marts.{mart}").fetchall()}
+            assert len(seen) >= 5 and "GGNET" in seen, (mart, seen)
+        assert centre.execute("select count(*) from marts.ips_quarterly").fetchone()[0] == 47
+        assert centre.execute("select count(*) from marts.ips_quarterly_national").fetchone()[0] == 8
+        assert centre.execute("select count(*) from audit.check_results").fetchone()[0] > 0
+        for forbidden in ("audit.file_loads", "marts.outflow_summary", "access.program_roles", "access.centre_roles"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                centre.execute(f"select * from {forbidden}")
+            centre.rollback()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            centre.execute("create temporary table t (x int)")
+    # a programme's login cannot be made the centre's, nor the centre's a programme's
+    with pytest.raises(PostgresFault, match="login of programme GGNET"):
+        grant_centre(dsn, "ggnet_bi")
+    with pytest.raises(PostgresFault, match="knowledge centre login"):
+        grant_program(dsn, "LENTIS", "kenniscentrum")
+    # a login in neither list reads no programme's rows, even when someone grants it the tables
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        pg.execute("drop role if exists stray_bi")
+        pg.execute("create role stray_bi login")
+        pg.execute("grant usage on schema marts, access to stray_bi")
+        pg.execute("grant select on marts.ips_quarterly, access.my_programmes, access.am_centre to stray_bi")
+        pg.execute("grant execute on function access.may_see(text) to stray_bi")
+    with psycopg.connect(as_role(dsn, "stray_bi")) as stray:
+        assert stray.execute("select count(*) from marts.ips_quarterly").fetchone()[0] == 0
 
 
 def test_a_reader_sees_old_or_new_marts_never_a_mix_and_is_not_blocked(postgres_server, sample_warehouse):
@@ -245,7 +309,8 @@ def test_the_dbt_project_builds_on_postgresql_and_every_mart_equals_the_duckdb_b
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:]
-    assert "ERROR=0" in done.stdout and "12 unit tests" in done.stdout, "models, data tests and unit tests all pass"
+    unit_tests = f"{len(UNIT_TESTS)} unit tests"
+    assert "ERROR=0" in done.stdout and unit_tests in done.stdout, "models, data tests and unit tests all pass"
     served = duckdb.connect(str(sample_warehouse), read_only=True)
     with psycopg.connect(dsn) as pg:
         assert_marts_equal(served, pg, "DuckDB build against the PostgreSQL build")

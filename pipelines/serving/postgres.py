@@ -6,10 +6,12 @@ connected BI user sees the old marts or the new ones, never a mix; the old schem
 only if no reader holds them (else the next publish does it). A publish killed half-way leaves ``__next``
 schemas that the next one removes first: the served schemas are never touched before the swap.
 
-Programme logins (``care-outcomes postgres-grant``) are kept in ``access.program_roles``, which no publish
-replaces; every publish grants them again, on the new tables, before the swap: read access to the programme-level
-marts (row-level security: only their programme's rows), the national marts and the reference labels; nothing of
-``audit`` and nothing of the day-care outflow marts.
+Programme logins (``care-outcomes postgres-grant --program``) are kept in ``access.program_roles`` and knowledge
+centre logins (``--centre``) in ``access.centre_roles``, which no publish replaces; every publish grants them again,
+on the new tables, before the swap: read access to the IPS marts (programme-level marts under row-level security:
+a programme login reads its programme's rows, a centre login every programme's), the national marts and the
+reference labels; a centre login also reads ``audit.check_results``. Nothing else of ``audit`` and nothing of the
+day-care outflow marts. A role in neither table reads no programme's rows.
 
 The DSN's password never appears in a message: ``masked()`` is the only way a DSN is shown.
 """
@@ -28,6 +30,7 @@ from pipelines.serving.publish import comment_statements, tables_in
 from pipelines.warehouse import q
 
 SERVED = ["marts", "audit", "reference"]  # the schemas a publish replaces
+SERVED_AS = ["marts", "reference", "audit"]  # the order _grants names them in
 NEXT, OLD = "__next", "__old"
 ACCESS = "access"  # programme logins; never replaced
 LOCK_TIMEOUT = "5s"  # how long the swap may wait for a lock before it gives up (the old marts stay served)
@@ -135,14 +138,22 @@ revoke all on {ACCESS}.program_roles from public;
 -- but does not change who asks): a login learns about itself only, and no caller can name another
 create or replace view {ACCESS}.my_programmes with (security_barrier) as
     select program_id from {ACCESS}.program_roles where role_name = current_user;
+create table if not exists {ACCESS}.centre_roles (
+    role_name text primary key,
+    granted_at timestamp not null default localtimestamp
+);
+revoke all on {ACCESS}.centre_roles from public;
+create or replace view {ACCESS}.am_centre with (security_barrier) as
+    select true as is_centre from {ACCESS}.centre_roles where role_name = current_user;
 -- an earlier may_see took the role's name as an argument, so a programme login could ask about others; the policies
 -- that used it go with it (and are made anew on the marts this publish swaps in, or by postgres-grant)
 drop function if exists {ACCESS}.may_see(text, name) cascade;
--- true for a role with no programme of its own (the knowledge centre, the publisher), else only its programme's rows
+-- for the login that asks (never a name it gives): its programme's rows, or every row for a centre login; the
+-- publisher owns the marts, so row-level security does not apply to it
 create or replace function {ACCESS}.may_see(program text) returns boolean
 language sql stable set search_path = pg_catalog, pg_temp as $$
-    select not exists (select 1 from {ACCESS}.my_programmes)
-        or exists (select 1 from {ACCESS}.my_programmes where program_id = program)
+    select exists (select 1 from {ACCESS}.my_programmes where program_id = program)
+        or exists (select 1 from {ACCESS}.am_centre)
 $$;
 revoke all on function {ACCESS}.may_see(text) from public;
 """
@@ -169,22 +180,27 @@ def _policies(cur, marts_schema: str) -> None:
         )
 
 
-def _grants(cur, marts_schema: str, reference_schema: str, roles: list[str]) -> None:
-    """Read access for programme roles: programme-level and national marts, the reference labels; not audit."""
-    programme, national = _readable(cur, marts_schema)
+def _grants(cur, suffix: str, roles: list[str], centre: bool = False) -> None:
+    """Read access for programme (or centre) roles on the schemas ``marts<suffix>``, ``reference<suffix>``: the
+    programme-level and national marts, the reference labels; for the centre also ``audit<suffix>.check_results``."""
+    marts, reference, audit = (q(schema + suffix) for schema in SERVED_AS)
+    programme, national = _readable(cur, "marts" + suffix)
     for role in roles:
-        cur.execute(f"grant usage on schema {q(marts_schema)}, {q(reference_schema)}, {ACCESS} to {q(role)}")
+        cur.execute(f"grant usage on schema {marts}, {reference}, {ACCESS} to {q(role)}")
         cur.execute(f"grant execute on function {ACCESS}.may_see(text) to {q(role)}")
-        cur.execute(f"grant select on {ACCESS}.my_programmes to {q(role)}")
+        cur.execute(f"grant select on {ACCESS}.my_programmes, {ACCESS}.am_centre to {q(role)}")
         for table in programme + national:
-            cur.execute(f"grant select on {q(marts_schema)}.{q(table)} to {q(role)}")
-        cur.execute(f"grant select on all tables in schema {q(reference_schema)} to {q(role)}")
+            cur.execute(f"grant select on {marts}.{q(table)} to {q(role)}")
+        cur.execute(f"grant select on all tables in schema {reference} to {q(role)}")
+        if centre:
+            cur.execute(f"grant usage on schema {audit} to {q(role)}")
+            cur.execute(f"grant select on {audit}.check_results to {q(role)}")
 
 
-def _roles(cur) -> list[str]:
-    """The programme roles to grant: not one that row-level security does not hold for (made superuser, given
-    BYPASSRLS or the publisher's rights since postgres-grant), which would read every programme's rows."""
-    cur.execute(f"select distinct role_name from {ACCESS}.program_roles order by 1")
+def _roles(cur, registry: str = "program_roles") -> list[str]:
+    """The roles of ``access.<registry>`` to grant: not one that row-level security does not hold for (made
+    superuser, given BYPASSRLS or the publisher's rights since postgres-grant), which would read beyond its rights."""
+    cur.execute(f"select distinct role_name from {ACCESS}.{registry} order by 1")
     return [role for (role,) in cur.fetchall() if _bypasses(cur, role) is None]
 
 
@@ -246,7 +262,8 @@ def publish_postgres(serving_file: Path, dsn: str) -> dict[str, int]:
                             cur.execute(statement)
                 with pg.cursor() as cur:
                     _policies(cur, "marts" + NEXT)
-                    _grants(cur, "marts" + NEXT, "reference" + NEXT, _roles(cur))
+                    _grants(cur, NEXT, _roles(cur))
+                    _grants(cur, NEXT, _roles(cur, "centre_roles"), centre=True)
             with pg.transaction(), pg.cursor() as cur:  # the swap: renames only, in one transaction
                 cur.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")
                 for schema in SERVED:
@@ -260,36 +277,73 @@ def publish_postgres(serving_file: Path, dsn: str) -> dict[str, int]:
     return counts
 
 
+def _check_login(cur, role: str) -> list[str]:
+    """Refuse a role that row-level security does not hold for; create it (LOGIN) if missing. Returns what was done."""
+    why = _bypasses(cur, role)
+    if why is not None:
+        raise PostgresFault(
+            f"role {role} {why}: row-level security does not hold for it, so it would read every programme's "
+            "rows. Use a role of its own without those rights (or ALTER ROLE ... NOSUPERUSER NOBYPASSRLS, and "
+            "take it out of the publisher's role)"
+        )
+    cur.execute("select 1 from pg_roles where rolname = %s", [role])
+    if cur.fetchone():
+        return []
+    cur.execute(f"create role {q(role)} login")
+    cur.execute(f"alter role {q(role)} set default_transaction_read_only = on")
+    return [f"created role {role} (LOGIN, read-only; set its password: ALTER ROLE {role} PASSWORD '...')"]
+
+
+def _valid_role(role: str) -> None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise PostgresFault(f"role {role!r}: use lower-case letters, digits and _ (PostgreSQL folds names)")
+
+
+def _grant_now(cur, roles: list[str], centre: bool) -> None:
+    """If marts are served already: their policies (if they have none yet) and these roles' grants."""
+    cur.execute("select 1 from pg_namespace where nspname = 'marts'")
+    if cur.fetchone():
+        cur.execute("select 1 from pg_policies where schemaname = 'marts' and policyname = 'programme_rows'")
+        if not cur.fetchone():
+            _policies(cur, "marts")
+        _grants(cur, "", roles, centre=centre)
+
+
 def grant_program(dsn: str, program_id: str, role: str) -> list[str]:
     """Give ``role`` (created with LOGIN if missing) ``program_id``'s rows of the programme-level marts and the
     national marts, now and after every publish. Returns what was done, for the terminal."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
-        raise PostgresFault(f"role {role!r}: use lower-case letters, digits and _ (PostgreSQL folds names)")
-    done = []
+    _valid_role(role)
     with connect(dsn) as pg:
         pg.autocommit = True
         with pg.transaction(), pg.cursor() as cur:
             cur.execute(ACCESS_DDL)
-            why = _bypasses(cur, role)
-            if why is not None:
-                raise PostgresFault(
-                    f"role {role} {why}: row-level security does not hold for it, so it would read every programme's "
-                    "rows. Give the programme a role of its own without those rights (or ALTER ROLE ... NOSUPERUSER "
-                    "NOBYPASSRLS, and take it out of the publisher's role)"
-                )
-            cur.execute("select 1 from pg_roles where rolname = %s", [role])
-            if not cur.fetchone():
-                cur.execute(f"create role {q(role)} login")
-                done.append(f"created role {role} (LOGIN; set its password: ALTER ROLE {role} PASSWORD '...')")
+            cur.execute(f"select 1 from {ACCESS}.centre_roles where role_name = %s", [role])
+            if cur.fetchone():
+                raise PostgresFault(f"role {role} is a knowledge centre login, which reads every programme: "
+                                    "give the programme a role of its own")  # fmt: skip
+            done = _check_login(cur, role)
             cur.execute(
                 f"insert into {ACCESS}.program_roles (role_name, program_id) values (%s, %s) on conflict do nothing",
                 [role, program_id],
             )
-            cur.execute("select 1 from pg_namespace where nspname = 'marts'")
-            if cur.fetchone():  # already served: policies if these marts have none yet, and this role's grants
-                cur.execute("select 1 from pg_policies where schemaname = 'marts' and policyname = 'programme_rows'")
-                if not cur.fetchone():
-                    _policies(cur, "marts")
-                _grants(cur, "marts", "reference", [role])
-        done.append(f"role {role} sees programme {program_id} and the national marts")
-    return done
+            _grant_now(cur, [role], centre=False)
+    return [*done, f"role {role} sees programme {program_id} and the national marts"]
+
+
+def grant_centre(dsn: str, role: str) -> list[str]:
+    """Give ``role`` (created with LOGIN if missing) read access to every programme's rows of the IPS marts, the
+    national marts, the reference labels and the check results, now and after every publish."""
+    _valid_role(role)
+    with connect(dsn) as pg:
+        pg.autocommit = True
+        with pg.transaction(), pg.cursor() as cur:
+            cur.execute(ACCESS_DDL)
+            cur.execute(f"select program_id from {ACCESS}.program_roles where role_name = %s", [role])
+            mine = sorted(r[0] for r in cur.fetchall())
+            if mine:
+                raise PostgresFault(f"role {role} is the login of programme {', '.join(mine)}: "
+                                    "give the knowledge centre a role of its own")  # fmt: skip
+            done = _check_login(cur, role)
+            cur.execute(f"insert into {ACCESS}.centre_roles (role_name) values (%s) on conflict do nothing", [role])
+            _grant_now(cur, [role], centre=True)
+    return [*done, f"role {role} reads every programme's rows of the IPS marts, the national marts and the checks"]
