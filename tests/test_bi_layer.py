@@ -63,16 +63,26 @@ def test_quarterly_marts_carry_period_columns_as_the_report_writes_them(serving)
     assert [r["period_label"] for r in ggnet] == REPORT_PERIODS
     assert [r["period_code"] for r in ggnet] == [f"{y}-K{q}" for y in (2017, 2018) for q in (1, 2, 3, 4)]
     assert [r["period_start"] for r in ggnet] == [dt.date(y, m, 1) for y in (2017, 2018) for m in (1, 4, 7, 10)]
-    for mart in ("ips_quarterly_national", "ips_benchmark", "ips_submissions"):
-        bad = serving.execute(
-            f"select count(*) from marts.{mart} where period_start <> make_date(year, 3 * quarter - 2, 1) "
-            "or period_code <> year || '-K' || quarter"
+    periodic = [
+        t for (t,) in serving.execute(
+            "select table_name from duckdb_columns() where schema_name = 'marts' and column_name = 'year' "
+            "and database_name = current_database()"
         ).fetchall()
+    ]  # fmt: skip
+    assert len(periodic) == 12, periodic
+    for mart in periodic:  # every period mart: a date, a code that sorts as the dates do, a label
+        columns = {c[0] for c in serving.execute(f"describe marts.{mart}").fetchall()}
+        assert {"period_start", "period_code", "period_label"} <= columns, mart
+        quarterly = "quarter" in columns
+        bad = serving.execute(
+            f"select count(*) from marts.{mart} where "
+            + ("period_start <> make_date(year, 3 * quarter - 2, 1) or period_code <> year || '-K' || quarter"
+               if quarterly else
+               "period_start <> make_date(year, 1, 1) or period_code <> year::varchar or period_label <> year::varchar")
+        ).fetchall()  # fmt: skip
         assert bad == [(0,)], mart
-    for mart in ("ips_yearly", "ips_yearly_national", "outflow_summary", "outflow_by_destination", "outflow_ladder"):
-        assert serving.execute(
-            f"select count(*) from marts.{mart} where period_start <> make_date(year, 1, 1)"
-        ).fetchall() == [(0,)]
+        by_code = serving.execute(f"select distinct period_code, period_start from marts.{mart} order by 1").fetchall()
+        assert [d for _, d in by_code] == sorted(d for _, d in by_code), mart
 
 
 def test_counts_stand_beside_the_rates(serving):
@@ -198,6 +208,41 @@ def test_benchmark_bands_follow_the_published_thresholds(serving):
         "where metric not in ('paid_work_rate', 'clients_per_fte') and benchmark_band is not null"
     ).fetchall()
     assert others == [(0,)]
+    labels = {(r["metric"], r["band"]): r["label_nl"] for r in seed("benchmarks")}
+    banded = rows(
+        serving,
+        "select distinct metric, benchmark_band, benchmark_band_label from marts.ips_benchmark_long "
+        "where benchmark_band is not null",
+    )
+    assert {"Gemiddeld", "Binnen norm (max. 20)"} <= {r["benchmark_band_label"] for r in banded}
+    assert all(r["benchmark_band_label"] == labels[(r["metric"], r["benchmark_band"])] for r in banded)
+
+
+def test_ladder_steps_carry_their_dutch_labels(serving):
+    steps = dict(serving.execute("select ladder_step, label_nl from reference.ladder_steps").fetchall())
+    assert steps == {1: "Geïsoleerd", 2: "Sociale contacten buiten de deur",
+                     3: "Deelname aan georganiseerde activiteiten", 4: "Onbetaald werk",
+                     5: "Betaald werk met ondersteuning", 6: "Betaald werk"}  # fmt: skip
+    for r in rows(serving, "select distinct ladder_step, ladder_step_label from marts.outflow_by_destination"):
+        assert r["ladder_step_label"] == steps.get(r["ladder_step"]), r
+    for r in rows(serving, "select distinct step_start, step_start_label, step_end, step_end_label "
+                           "from marts.outflow_ladder_transitions"):  # fmt: skip
+        assert (r["step_start_label"], r["step_end_label"]) == (steps[r["step_start"]], steps[r["step_end"]])
+
+
+def test_the_d3_formats_print_what_the_reports_print(serving):
+    """Superset formats with d3-format; with a Dutch d3 locale (decimal ',', thousands '.') each metric's d3_format
+    must print as the reports' Excel-style number_format does. Python's format() reads these specifiers as d3 does."""
+    from pipelines.reporting import numbers
+
+    def d3_dutch(value: float, spec: str) -> str:
+        return format(value, spec).replace(",", "_").replace(".", ",").replace("_", ".")
+
+    catalogue = rows(serving, "select metric, number_format, d3_format from reference.metrics")
+    assert catalogue and all(r["d3_format"] for r in catalogue)
+    for r in catalogue:
+        for value in (0.0, 0.44125, 0.5, 7.456, 1234.5678, 1_234_567.0):
+            assert d3_dutch(value, r["d3_format"]) == numbers.formatted(value, r["number_format"]), (r, value)
 
 
 # --- submission monitoring ----------------------------------------------------------------------
@@ -266,6 +311,25 @@ def test_ladder_transitions_against_the_export(serving):
 
 
 # --- a serving file that documents itself, read by real BI clients -------------------------------
+
+
+def test_every_table_and_column_of_the_serving_file_is_described(serving):
+    """The marts' comments come from dbt's YAML, the labels' from the seeds' YAML, the audit tables' from the
+    publish: BI tools show them beside every table and column."""
+    tables = serving.execute(
+        "select schema_name || '.' || table_name from duckdb_tables() where database_name = current_database() "
+        "and coalesce(comment, '') = ''"
+    ).fetchall()
+    columns = serving.execute(
+        "select schema_name || '.' || table_name || '.' || column_name from duckdb_columns() "
+        "where database_name = current_database() and coalesce(comment, '') = ''"
+    ).fetchall()
+    assert tables == [] and columns == []
+    (comment,) = serving.execute(
+        "select comment from duckdb_columns() where schema_name = 'audit' and table_name = 'file_loads' "
+        "and column_name = 'status'"
+    ).fetchone()
+    assert "quarantined" in comment
 
 
 def test_every_mart_column_carries_its_description_into_the_serving_file(serving):

@@ -37,3 +37,11 @@
         {{ period_code(year, quarter) }} as period_code,
         {{ period_label(year, quarter) }} as period_label
 {%- endmacro %}
+
+{#- The three period columns of a yearly mart: the year as code and as label ('2018'), so every
+    period mart has period_start, period_code and period_label. -#}
+{% macro year_periods(year) -%}
+        {{ year_start(year) }} as period_start,
+        cast({{ year }} as {{ dbt.type_string() }}) as period_code,
+        cast({{ year }} as {{ dbt.type_string() }}) as period_label
+{%- endmacro %}

@@ -21,6 +21,61 @@ from pipelines.warehouse import Paths, ensure_audit, lit, q, remove_dead_temp_fo
 # the audit tables BI tools see beside the marts (audit.check_results holds only the published run's checks)
 AUDIT_TABLES = ["file_loads", "file_retries", "file_retractions", "resubmissions"]
 
+# The comments of the published audit tables (the marts' and labels' come from dbt's YAML): BI tools show them.
+AUDIT_DOCS: dict[str, tuple[str, dict[str, str]]] = {
+    "file_loads": ("One row per inbound file each time a refresh decided it: loaded, quarantined (with the reason), "
+                   "duplicate (the same bytes as a file loaded before) or skipped (not a regular file).", {
+        "load_id": "Number of the decision, in order; raw rows carry the load_id of their file.",
+        "file_name": "The file's path inside the inbox (unprintable characters escaped).",
+        "source": "The source contract the file was read with (pipelines/ingest/sources).",
+        "status": "loaded, quarantined, duplicate or skipped.",
+        "rows_loaded": "Rows stored from the file (0 unless loaded).",
+        "error": "Why the file was quarantined or skipped: file, line or cell, column and rule; never a cell value "
+                 "that could identify someone.",
+        "sha256": "Checksum of the file's bytes.",
+        "loaded_at": "When the refresh decided the file (local time).",
+    }),
+    "file_retries": ("Quarantined files a person asked to decide again (care-outcomes retry).", {
+        "file_name": "The file's path inside the inbox.",
+        "after_load_id": "Decisions up to this load_id no longer count as seen for the file.",
+        "requested_at": "When the retry was asked.",
+    }),
+    "file_retractions": ("Loaded files whose rows were taken out (care-outcomes retract); file_loads keeps them.", {
+        "file_name": "The file's path inside the inbox.",
+        "load_id": "The load the rows came from.",
+        "rows_removed": "Rows taken out of raw.",
+        "retracted_at": "When the file was retracted.",
+    }),
+    "resubmissions": ("Loaded files that repeat keys of files loaded before them: the later version counts.", {
+        "load_id": "The later file's load.",
+        "file_name": "The later file.",
+        "earlier_file_name": "The file whose keys it repeats.",
+        "repeated_keys": "How many keys it repeats.",
+    }),
+    "check_results": ("The data quality checks of the publish these marts come from (Great Expectations suites and "
+                      "dbt tests, as Dagster asset checks).", {
+        "run_id": "The Dagster run of the refresh.",
+        "checked_at": "When the check ran.",
+        "asset": "The mart (or raw table) checked, e.g. marts/ips_quarterly.",
+        "check_name": "Name of the check.",
+        "passed": "True where every expectation held.",
+        "severity": "ERROR (blocks the publish when it fails) or WARN.",
+        "blocking": "True where a failure keeps the previous marts published.",
+        "description": "What the check asserts.",
+        "details": "Which expectations failed and a few failing keys (never a personal value).",
+    }),
+}  # fmt: skip
+
+
+def audit_comment_statements(target: str) -> list[str]:
+    """COMMENT statements for the published audit tables in schema ``target``."""
+    out = []
+    for table, (about, columns) in AUDIT_DOCS.items():
+        out.append(f"comment on table {target}.{q(table)} is {lit(about)}")
+        out += [f"comment on column {target}.{q(table)}.{q(c)} is {lit(text)}" for c, text in columns.items()]
+    return out
+
+
 # Written in the storage format of DuckDB 1.0 so the older DuckDB builds inside BI drivers can read it.
 SERVING_STORAGE_VERSION = "v1.0.0"
 
@@ -122,7 +177,11 @@ def publish(con: duckdb.DuckDBPyConnection, paths: Paths, run_id: str) -> dict[s
             "select * from audit.check_results where run_id = ? order by asset, check_name",
             [run_id],
         )
-        for statement in comment_statements(con, "marts", "serving.marts"):
+        for statement in [
+            *comment_statements(con, "marts", "serving.marts"),
+            *comment_statements(con, "reference", "serving.reference"),
+            *audit_comment_statements("serving.audit"),
+        ]:
             con.execute(statement)
         con.execute("checkpoint serving")
     finally:

@@ -47,10 +47,10 @@ def _build(context, dbt: DbtCliResource, warehouse: WarehouseResource, registry:
         if not errors:  # the models were built, data tests failed: each is named by its asset check
             tests = _failed(results, ("test",), "fail") + _failed(results, ("test",), "error")
             raise DbtBuildFailed(f"dbt tests failed: {', '.join(name for name, _ in tests) or 'see the run log'}")
-        if any(kind in errors[0][1] for kind in ("Compilation Error", "Parsing Error", "Catalog Error")):
-            raise DbtBuildFailed(
-                f"dbt could not build {errors[0][0]} (a fault in the dbt project): {errors[0][1][:300]}"
-            )
+        seeds = _failed(results, ("seed",), "error")  # a label file of the project, not an inbox file
+        if seeds or any(kind in errors[0][1] for kind in ("Compilation Error", "Parsing Error", "Catalog Error")):
+            name, message = (seeds or errors)[0]
+            raise DbtBuildFailed(f"dbt could not build {name} (a fault in the dbt project): {message[:300]}")
         with warehouse.connect(read_only=True) as con:
             raise DbtBuildFailed(_explain(errors, _suspects(con, registry)))
 

@@ -86,7 +86,8 @@ final as (
         spread.is_suppressed as national_suppressed,
 
         -- the published threshold band the value falls in, where one applies
-        benchmarks.band as benchmark_band
+        benchmarks.band as benchmark_band,
+        benchmarks.label_nl as benchmark_band_label
     from ranked
     inner join spread
         on spread.year = ranked.year

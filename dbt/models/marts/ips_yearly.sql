@@ -38,7 +38,7 @@ final as (
         program_id,
         program_name,
         year,
-        {{ year_start('year') }} as period_start,
+        {{ year_periods('year') }},
         quarters_reported,
         cast(total_caseload_sum as {{ dbt.type_bigint() }}) as total_caseload,
         {%- for metric in ips_quarterly_metrics() %}

@@ -9,7 +9,7 @@ yearly as (
 final as (
     select
         year,
-        {{ year_start('year') }} as period_start,
+        {{ year_periods('year') }},
         count(*) as n_programs,
         -- true where too few programmes reported that year for any national figure
         not ({{ disclosed('count(*)') }}) as national_suppressed,

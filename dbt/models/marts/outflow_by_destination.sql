@@ -12,6 +12,10 @@ destination_groups as (
     select * from {{ ref('destination_groups') }}
 ),
 
+ladder_steps as (
+    select * from {{ ref('ladder_steps') }}
+),
+
 provider_years as (
     select provider, year, count(*) as total_outflow
     from deregistrations
@@ -30,13 +34,14 @@ final as (
         -- keys
         provider_years.provider,
         provider_years.year,
-        {{ year_start('provider_years.year') }} as period_start,
+        {{ year_periods('provider_years.year') }},
         destinations.destination,
         destinations.label_nl as destination_label,
         destinations.sort_order,
         destinations.destination_group,
         destination_groups.label_nl as destination_group_label,
         destinations.ladder_step,
+        ladder_steps.label_nl as ladder_step_label,
 
         -- counts and shares
         coalesce(counts.outflow_count, 0) as outflow_count,
@@ -45,6 +50,8 @@ final as (
     cross join destinations
     inner join destination_groups
         on destination_groups.destination_group = destinations.destination_group
+    left join ladder_steps
+        on ladder_steps.ladder_step = destinations.ladder_step
     left join counts
         on counts.provider = provider_years.provider
         and counts.year = provider_years.year

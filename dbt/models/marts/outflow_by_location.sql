@@ -25,7 +25,7 @@ final as (
     select
         location_years.provider,
         location_years.year,
-        {{ year_start('location_years.year') }} as period_start,
+        {{ year_periods('location_years.year') }},
         location_years.location,
         destination_groups.destination_group,
         destination_groups.label_nl as destination_group_label,

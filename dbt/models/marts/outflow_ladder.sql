@@ -25,7 +25,7 @@ final as (
     select
         provider_years.provider,
         provider_years.year,
-        {{ year_start('provider_years.year') }} as period_start,
+        {{ year_periods('provider_years.year') }},
         cast(coalesce(with_steps.n_with_steps, 0) as {{ dbt.type_bigint() }}) as n_with_steps,
         {{ safe_divide('with_steps.moved_up', 'with_steps.n_with_steps') }} as moved_up_share,
         {{ safe_divide('with_steps.stable', 'with_steps.n_with_steps') }} as stable_share,

@@ -1,15 +1,14 @@
 {#- The participation ladder as a transition matrix: where participants stood when they started and
     when they left, every step pair 1..6 present per provider-year (0 where none). -#}
-with recursive
+with
 
 deregistrations as (
     select * from {{ ref('int_outflow_deregistrations') }}
 ),
 
-steps (step) as (
-    select 1
-    union all
-    select step + 1 from steps where step < 6
+steps as (
+    -- the six steps of the ladder, with their labels
+    select ladder_step as step, label_nl from {{ ref('ladder_steps') }}
 ),
 
 provider_years as (
@@ -32,9 +31,11 @@ final as (
         -- keys
         provider_years.provider,
         provider_years.year,
-        {{ year_start('provider_years.year') }} as period_start,
+        {{ year_periods('provider_years.year') }},
         cast(step_start.step as {{ dbt.type_int() }}) as step_start,
         cast(step_end.step as {{ dbt.type_int() }}) as step_end,
+        step_start.label_nl as step_start_label,
+        step_end.label_nl as step_end_label,
 
         -- participants who moved from step_start to step_end, and their share of the provider-year
         cast(coalesce(counts.n, 0) as {{ dbt.type_bigint() }}) as n,

@@ -44,7 +44,7 @@ final as (
         -- keys
         cur.provider,
         cur.year,
-        {{ year_start('cur.year') }} as period_start,
+        {{ year_periods('cur.year') }},
 
         -- counts
         cast(cur.total_outflow as {{ dbt.type_bigint() }}) as total_outflow,
