@@ -12,6 +12,7 @@ import datetime as dt
 import re
 import statistics
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -372,53 +373,85 @@ def readme_uri_options() -> str:
     return re.search(r"^duckdb:////srv/care-outcomes/warehouse/care_outcomes\.duckdb\?(\S+)$", readme, re.M).group(1)
 
 
-def test_sqlalchemy_reflects_every_mart_as_superset_does(sample_warehouse):
+def assert_bi_client_sees_the_marts_only(result: dict) -> None:
+    """The judgement of tests.bi_client.check: every mart reflects with its comments and a DATE period, the marts
+    read, and reading or writing a server file or attaching the working database is refused."""
+    assert result["marts"] == MARTS and result["uncommented"] == [], result
+    assert result["period_start_is_date"] and result["quarters"] == 47, result
+    assert result["attempts"] == {name: "refused" for name in ("read_text", "read_csv", "copy_to", "attach")}, result
+    assert not result["file_written"]
+
+
+def test_the_readmes_duckdb_uri_on_sqlalchemy_2_reflects_the_marts_and_reaches_nothing_else(sample_warehouse, tmp_path):
     # regression: with SQLAlchemy 2.1 duckdb-engine 0.17 cannot reflect columns (pg_catalog.pg_collation)
-    import sqlalchemy
+    from tests.bi_client import check
 
-    engine = sqlalchemy.create_engine(f"duckdb:///{sample_warehouse}?{readme_uri_options()}")
-    try:
-        inspector = sqlalchemy.inspect(engine)
-        assert set(inspector.get_table_names(schema="marts")) == set(MARTS)
-        for mart in MARTS:
-            columns = inspector.get_columns(mart, schema="marts")
-            assert columns and all(c["comment"] for c in columns), mart
-        period = next(c for c in inspector.get_columns("ips_quarterly", schema="marts") if c["name"] == "period_start")
-        assert isinstance(period["type"], sqlalchemy.Date)
-    finally:
-        engine.dispose()
-
-
-def test_the_readmes_duckdb_connections_read_the_marts_and_nothing_else(sample_warehouse, tmp_path):
-    """As a BI user in SQL Lab would try: read a file of the server, write one, attach the working database."""
-    import sqlalchemy
-
-    secret = tmp_path / "superset_config.py"
-    secret.write_text("SECRET_KEY = 'do-not-leak'\n", encoding="utf-8")
-    work = sample_warehouse.with_name(sample_warehouse.stem + ".work.duckdb")
-    attempts = [
-        f"select * from read_text('{secret}')",
-        f"select * from read_csv('{secret}')",
-        f"copy (select 1) to '{tmp_path / 'out.csv'}'",
-        f"attach '{work}' as work (read_only)",
-    ]
     options = readme_uri_options()
     assert "enable_external_access=false" in options and "access_mode=read_only" in options
-    engine = sqlalchemy.create_engine(f"duckdb:///{sample_warehouse}?{options}")
-    try:
-        with engine.connect() as con:
-            assert con.exec_driver_sql("select count(*) from marts.ips_quarterly").fetchall() == [(47,)]
-            for sql in attempts:
-                with pytest.raises(sqlalchemy.exc.DBAPIError, match="Permission Error"):
-                    con.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
+    result = check(sample_warehouse, options, tmp_path)
+    assert result["sqlalchemy"].startswith("2.0.")
+    assert_bi_client_sees_the_marts_only(result)
+
+
+SUPERSET_STACK = ROOT / "tests" / "superset_stack.txt"
+
+
+def _superset_stack_python() -> Path:
+    """A venv with Superset's own SQLAlchemy (1.4) and the README's duckdb-engine (tests/superset_stack.txt), made
+    once per machine in the temporary folder and reused while the pins stay the same."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.environ.get("CARE_OUTCOMES_SECONDARY_PYTHON"):
+        pytest.skip("Superset's stack is tested on the main Python only (make test-py313 runs the rest on 3.13)")
+    pins = SUPERSET_STACK.read_text(encoding="utf-8")
+    venv = (
+        Path(tempfile.gettempdir()) / f"care-outcomes-superset-stack-{hashlib.sha256(pins.encode()).hexdigest()[:12]}"
+    )
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(SUPERSET_STACK)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if done.returncode != 0:
+            if os.environ.get("CI"):
+                raise AssertionError(f"pip could not install {SUPERSET_STACK.name}: {done.stderr[-2000:]}")
+            pytest.skip(f"no package registry here to install Superset's SQLAlchemy 1.4: {done.stderr[-300:]}")
+        (venv / ".installed").touch()
+    return python
+
+
+def test_the_readmes_duckdb_uri_on_supersets_sqlalchemy_1_4_reflects_the_marts_and_reaches_nothing_else(
+    sample_warehouse, tmp_path
+):
+    import json
+    import subprocess
+
+    python = _superset_stack_python()
+    done = subprocess.run(
+        [str(python), str(ROOT / "tests" / "bi_client.py"), str(sample_warehouse), readme_uri_options(), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["sqlalchemy"].startswith("1.4."), result["sqlalchemy"]
+    assert_bi_client_sees_the_marts_only(result)
+
+
+def test_the_readmes_python_connection_reads_the_marts_and_nothing_else(sample_warehouse, tmp_path):
+    from tests.bi_client import attempts
+
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert 'config={"enable_external_access": False}' in readme
     con = duckdb.connect(str(sample_warehouse), read_only=True, config={"enable_external_access": False})
     try:
         assert con.execute("select count(*) from marts.ips_quarterly").fetchall() == [(47,)]
-        for sql in attempts:
+        for sql in attempts(sample_warehouse, tmp_path).values():
             with pytest.raises(duckdb.PermissionException):
                 con.execute(sql)
     finally:
