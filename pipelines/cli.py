@@ -8,6 +8,8 @@
     care-outcomes report ips --program ID [--years 2017 2018] [--out DIR] [--warehouse FILE]
     care-outcomes postgres-grant --program ID --role NAME [--postgres DSN]
     care-outcomes postgres-grant --centre LOGIN [--postgres DSN]
+    care-outcomes backup DIR [--warehouse FILE]
+    care-outcomes restore DIR --warehouse FILE [--force]
     care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
 
 Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
@@ -18,6 +20,7 @@ Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check fail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -101,9 +104,7 @@ class RefreshReport:
 
     @property
     def exit_code(self) -> int:
-        if self.outcome.published:
-            return 0 if self.outcome.step_failure is None else 1  # published, but the reports or PostgreSQL failed
-        return 2 if self.outcome.fault else 1
+        return self.outcome.exit_code
 
 
 def quarantine_line(waiting: int) -> str:
@@ -227,6 +228,7 @@ def _refresh(
     postgres_dsn: str | None,
 ) -> RefreshReport | NothingNew:
     # what can say no (a bad setting, a missing key) or "nothing new" comes first, before Dagster and dbt are loaded
+    from pipelines.alerts import check_settings
     from pipelines.ingest.load import check_inbox, last_load_id, loads_after, waiting_in_quarantine
     from pipelines.ingest.pseudonymise import current_key
     from pipelines.ingest.registry import load_registry
@@ -236,6 +238,7 @@ def _refresh(
     from pipelines.transform.project import DBT_DIR, dbt_project_for, ensure_manifest
     from pipelines.warehouse import prepare_warehouse, storage_fault, writer_lock
 
+    check_settings()  # an alert setting that could never deliver stops the night before it starts
     registry = load_registry(paths.sources_dirs)
     check_inbox(paths.inbox, registry)
     fingerprint = key_fingerprint(current_key(paths.inbox))  # refuses a real inbox without a key
@@ -260,7 +263,7 @@ def _refresh(
         from dagster import DagsterInstance
 
         from pipelines.definitions import build_defs
-        from pipelines.orchestration import REFRESH_JOB_NAME, RunOutcome
+        from pipelines.orchestration import REFRESH_JOB_NAME, STARTED_BY_TAG, RunOutcome
 
         moved = prepare_warehouse(paths, rebuild=rebuild)
         carry_over(paths, moved)
@@ -275,7 +278,9 @@ def _refresh(
         paths.log_file.parent.mkdir(parents=True, exist_ok=True)
         with paths.log_file.open("w", encoding="utf-8") as log, quiet(log, verbose):
             try:
-                result = job.execute_in_process(instance=instance, raise_on_error=False, tags={NEWS_TAG: signature})
+                result = job.execute_in_process(
+                    instance=instance, raise_on_error=False, tags={NEWS_TAG: signature, STARTED_BY_TAG: "cli"}
+                )
             except Exception as exc:  # the run could not record its events (the steps' own faults are in result)
                 raise storage_fault(exc, dagster_home(paths)) or exc from None
         outcome = RunOutcome.of(result, files=[], warehouse=paths.warehouse)
@@ -483,6 +488,15 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("--source", metavar="NAME", help="erase the client's rows of this source only (default: all)")
     erase.add_argument("-v", "--verbose", action="store_true", help="show Dagster's and dbt's own log lines")
     _common(erase)
+    backup = sub.add_parser(
+        "backup", help="a consistent, checksummed copy of the warehouse in a new folder (never the key)"
+    )
+    backup.add_argument("directory", type=Path, metavar="DIR", help="a new (or empty) folder")
+    _common(backup, inbox=False)
+    restore = sub.add_parser("restore", help="check a backup and restore it as a warehouse in a new place")
+    restore.add_argument("directory", type=Path, metavar="DIR", help="the folder care-outcomes backup wrote")
+    restore.add_argument("--warehouse", required=True, help="the serving file to restore to (its folder gets the rest)")
+    restore.add_argument("--force", action="store_true", help="replace a warehouse that is there already")
     grant = sub.add_parser(
         "postgres-grant",
         help="a read-only PostgreSQL login for one programme (its rows and the national marts) or for the knowledge "
@@ -615,8 +629,19 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "erase":
         say(erase_client(args, paths))
         report = refresh(paths, args.verbose, force=True, postgres_dsn=dsn)  # the marts without the client
+        args.report = report
         say(report.lines())
         return report.exit_code
+    if args.command == "backup":
+        from pipelines.backup import backup
+
+        say(backup(paths, args.directory))
+        return 0
+    if args.command == "restore":
+        from pipelines.backup import restore
+
+        say(restore(args.directory, paths, force=args.force))
+        return 0
     if args.command == "retry":
         from pipelines.ingest.load import request_retry
 
@@ -627,6 +652,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         dbt_project = Path(args.dbt_project).resolve() if args.dbt_project else None
         report = refresh(paths, args.verbose, dbt_project, rebuild=args.rebuild, force=args.force, postgres_dsn=dsn)
+    args.report = report  # for the alert after the night (main)
     say(report.lines())
     return report.exit_code
 
@@ -638,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_dotenv(Path.cwd() / ".env", override=False)  # the shell's environment wins, as with `dagster dev`
 
+    from pipelines.alerts import AlertSettingError
     from pipelines.ingest.load import RepairRefused
     from pipelines.ingest.pseudonymise import MissingKey
     from pipelines.ingest.registry import RegistryError
@@ -646,19 +673,66 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.transform.project import DbtParseError
     from pipelines.warehouse import WarehouseFault
 
+    failure = None
     try:
-        return run(args)
-    except (MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError, PostgresFault) as exc:
+        code = run(args)
+    except (
+        MissingKey, RegistryError, DbtParseError, WarehouseFault, RepairRefused, ReportError, PostgresFault,
+        AlertSettingError,
+    ) as exc:  # fmt: skip
+        failure = str(exc)
         say([f"{args.command} failed: {exc}"], sys.stderr)
-        return 2
-    except (KeyboardInterrupt, Interrupted) as exc:
+        code = 2
+    except (KeyboardInterrupt, Interrupted) as exc:  # a person at the terminal: no alert
         what = str(exc) if isinstance(exc, Interrupted) else "stopped before anything was published"
         say([f"{args.command} interrupted: {what}"], sys.stderr)
         return INTERRUPTED
     except Exception as exc:  # never a traceback on the terminal: one line here, the traceback in a log file
         log = _traceback_log(args)
-        say([f"{args.command} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} ({log})"], sys.stderr)
-        return 2
+        failure = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        say([f"{args.command} failed: {failure} ({log})"], sys.stderr)
+        code = 2
+    if args.command in ("refresh", "erase"):
+        alert_after(args, code, failure)
+    return code
+
+
+def alert_after(args: argparse.Namespace, code: int, failure: str | None) -> None:
+    """The alert of a night from the command line that was not clean (pipelines/alerts.py); never changes ``code``."""
+    from pipelines import alerts
+
+    if not alerts.configured():
+        return
+    try:
+        report = getattr(args, "report", None)
+        if isinstance(report, RefreshReport):
+            outcome = report.outcome
+            alert = alerts.alert_for(
+                warehouse=report.paths.warehouse,
+                exit_code=code,
+                published=outcome.published,
+                cause=outcome.failure or outcome.step_failure,
+                files=outcome.files,
+                failed_checks=[f"{c.asset}: {c.name}" for c in outcome.failed_checks],
+                warnings=[f"{c.asset}: {c.name}" for c in outcome.warnings],
+                missing=report.missing_latest or [],
+                run_id=outcome.run_id,
+            )
+            log = report.paths.log_file
+        elif report is None:  # the night stopped before its run: a setting, the key, the inbox, a busy warehouse
+            paths = resolve_paths(getattr(args, "inbox", None), getattr(args, "warehouse", None))
+            alert = alerts.alert_for(warehouse=paths.warehouse, exit_code=code, published=False, cause=failure)
+            log = None
+        else:  # nothing new: a clean night
+            return
+        lines = alerts.deliver(alert)
+    except Exception as exc:  # an alert never changes the night's result
+        lines = [f"alert:     not sent: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"]
+        log = None
+    say(lines)
+    if log is not None and lines:
+        with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
+            fh.write("\n".join(shown(line) for line in lines) + "\n")
 
 
 INTERRUPTED = 130  # the exit code of a command ended by Ctrl-C, as shells give it

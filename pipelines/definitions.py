@@ -10,7 +10,7 @@ from dagster_dbt import DbtCliResource
 
 from pipelines.ingest.assets import ingest_assets
 from pipelines.ingest.registry import load_registry
-from pipelines.orchestration import build_inbox_sensor, build_nightly_schedule, refresh_job
+from pipelines.orchestration import build_alert_sensors, build_inbox_sensor, build_nightly_schedule, refresh_job
 from pipelines.quality.checks import QualityResource, gx_checks
 from pipelines.reporting.assets import ReportsResource, feedback_reports
 from pipelines.resources import WarehouseResource
@@ -45,7 +45,7 @@ def build_defs(
         asset_checks=gx_checks(),
         jobs=[refresh_job],
         schedules=[build_nightly_schedule(registry)],
-        sensors=[build_inbox_sensor(registry)],
+        sensors=[build_inbox_sensor(registry), *build_alert_sensors()],
         resources={
             "warehouse": WarehouseResource.for_paths(paths, memory_limit()),
             "quality": QualityResource(),

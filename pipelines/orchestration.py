@@ -11,10 +11,13 @@ from pathlib import Path
 from dagster import (
     AssetKey,
     AssetSelection,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     ExecuteInProcessResult,
+    RunFailureSensorContext,
     RunRequest,
+    RunStatusSensorContext,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SensorDefinition,
@@ -22,6 +25,8 @@ from dagster import (
     SkipReason,
     define_asset_job,
     in_process_executor,
+    run_failure_sensor,
+    run_status_sensor,
     schedule,
     sensor,
 )
@@ -39,6 +44,7 @@ from pipelines.warehouse import storage_fault
 
 REFRESH_JOB_NAME = "refresh"
 WRITER_TAG = "care_outcomes/warehouse"
+STARTED_BY_TAG = "care_outcomes/started_by"  # "cli" on runs of `care-outcomes refresh`, which alert themselves
 
 refresh_job = define_asset_job(
     name=REFRESH_JOB_NAME,
@@ -134,6 +140,14 @@ class RunOutcome:
     step_failure: str | None = None
     fault: str | None = None  # an operational fault (disk, folder, database) rather than the data
     interrupted: bool = False  # a step was interrupted (Ctrl-C, SIGINT)
+    run_id: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 published; 1 published without every output after it, or nothing published (data); 2 a fault."""
+        if self.published:
+            return 0 if self.step_failure is None else 1
+        return 2 if self.fault else 1
 
     @property
     def published(self) -> bool:
@@ -158,18 +172,24 @@ class RunOutcome:
 
     @classmethod
     def of(cls, result: ExecuteInProcessResult, files: list[FileLoad], warehouse: Path) -> RunOutcome:
-        checks = [_check_outcome(e) for e in result.get_asset_check_evaluations()]
+        return cls.of_events(result.all_events, files, warehouse, result.run_id)
+
+    @classmethod
+    def of_events(cls, events: list, files: list, warehouse: Path, run_id: str | None = None) -> RunOutcome:
+        """From a run's Dagster events: those of a run in this process, or those the instance keeps of any run."""
+        checks = [_check_outcome(e.asset_check_evaluation_data) for e in events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]  # fmt: skip
         # published: the serving asset was materialized (the reports after it may still have failed)
-        rows = _materialized(result, SERVING_KEY, ROWS_PER_MART)
+        rows = _materialized(events, SERVING_KEY, ROWS_PER_MART)
         after = {
-            "reports": _materialized(result, IPS_REPORTS_KEY, REPORTS_LINE),
-            "postgres": _materialized(result, POSTGRES_KEY, POSTGRES_LINE),
+            "reports": _materialized(events, IPS_REPORTS_KEY, REPORTS_LINE),
+            "postgres": _materialized(events, POSTGRES_KEY, POSTGRES_LINE),
         }
-        failures = _failures(result)
+        failures = _failures(events)
         failed_steps = {step: f"{where}: {message}" for step, (where, _cls, message) in failures.items()}
         failure = next(iter(failures.values()), None)
         if failure is None:
-            return cls(files=files, checks=checks, rows_per_mart=rows, **after)
+            return cls(files=files, checks=checks, rows_per_mart=rows, **after, run_id=run_id)
         where, cls_name, message = failure
         fault = storage_fault(RuntimeError(message), warehouse.parent)
         if fault is not None:
@@ -185,16 +205,17 @@ class RunOutcome:
             failed_steps=failed_steps,
             step_failure=f"{where}: {message}",
             fault=f"{where}: {message}" if is_fault else None,
+            run_id=run_id,
         )
 
 
 INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
-def _materialized(result: ExecuteInProcessResult, key: AssetKey, name: str):
+def _materialized(events: list, key: AssetKey, name: str):
     """A metadata value of the asset's materialization in this run, or None where it was not materialized."""
-    made = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
-    return made[0].materialization.metadata[name].value if made else None
+    made = [e for e in events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == key]
+    return made[0].step_materialization_data.materialization.metadata[name].value if made else None
 
 
 def _check_outcome(evaluation) -> CheckOutcome:
@@ -214,11 +235,11 @@ def _check_outcome(evaluation) -> CheckOutcome:
     )
 
 
-def _failures(result: ExecuteInProcessResult) -> dict[str, tuple[str, str, str]]:
+def _failures(events: list) -> dict[str, tuple[str, str, str]]:
     """Step key (or 'run') -> (where, exception class, message) of the root cause of every failure, in order: the
     exception a step or a resource raised, not Dagster's wrapper around it."""
     out = {}
-    for event in result.all_events:
+    for event in events:
         if event.event_type_value == "STEP_FAILURE":
             where, error = f"step {event.step_key} failed", event.step_failure_data.error
         elif event.event_type_value == "RESOURCE_INIT_FAILURE":
@@ -236,3 +257,79 @@ def _failures(result: ExecuteInProcessResult) -> dict[str, tuple[str, str, str]]
         message = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", lines[0])
         out[step] = (where, error.cls_name or "", message)
     return out
+
+
+# ---- alerts for runs the daemon started (the schedule, the inbox sensor, the UI) -------------------------------
+
+
+def decided_files(events: list) -> list[FileLoad]:
+    """The files a run decided, from its ingest assets' materializations (metadata ``decided``)."""
+    out = []
+    for e in events:
+        if e.event_type_value == "ASSET_MATERIALIZATION":
+            decided = e.step_materialization_data.materialization.metadata.get("decided")
+            for f in decided.value if decided is not None else []:
+                out.append(FileLoad(f["file_name"], f["source"], f["status"], rows_loaded=0, error=None, sha256=""))
+    return out
+
+
+def alert_for_run(run, instance, paths) -> list[str]:
+    """Send the alert of a finished refresh run that the command line did not start (it alerts itself)."""
+    import duckdb
+
+    from pipelines import alerts
+
+    if run.tags.get(STARTED_BY_TAG) == "cli" or not alerts.configured():
+        return []
+    events = [r.dagster_event for r in instance.all_logs(run.run_id) if r.dagster_event is not None]
+    outcome = RunOutcome.of_events(events, decided_files(events), paths.warehouse, run.run_id)
+    missing = []
+    if outcome.published and paths.warehouse.exists():
+        from pipelines.cli import missing_latest_quarter
+
+        with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+            missing = missing_latest_quarter(con)
+    schedule_name, sensor_name = run.tags.get("dagster/schedule_name"), run.tags.get("dagster/sensor_name")
+    started_by = (
+        f"schedule {schedule_name}" if schedule_name else f"sensor {sensor_name}" if sensor_name else "Dagster UI"
+    )
+    alert = alerts.alert_for(
+        warehouse=paths.warehouse,
+        exit_code=outcome.exit_code,
+        published=outcome.published,
+        cause=outcome.failure or outcome.step_failure,
+        files=outcome.files,
+        failed_checks=[f"{c.asset}: {c.name}" for c in outcome.failed_checks],
+        warnings=[f"{c.asset}: {c.name}" for c in outcome.warnings],
+        missing=missing,
+        run_id=run.run_id,
+        started_by=started_by,
+    )
+    return alerts.deliver(alert)
+
+
+def build_alert_sensors() -> list[SensorDefinition]:
+    """A run-failure sensor and a run-success sensor (for nights published with problems) on the refresh job."""
+
+    @run_failure_sensor(
+        name="alert_on_failed_night",
+        monitored_jobs=[refresh_job],
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Alerts (webhook, e-mail) when a refresh run started by the schedule, the sensor or the UI fails.",
+    )
+    def alert_on_failed_night(context: RunFailureSensorContext, warehouse: WarehouseResource):
+        for line in alert_for_run(context.dagster_run, context.instance, warehouse.paths()):
+            context.log.info(line)
+
+    @run_status_sensor(
+        run_status=DagsterRunStatus.SUCCESS,
+        name="alert_on_degraded_night",
+        monitored_jobs=[refresh_job],
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Alerts when a refresh run published, but quarantined a file, warned, or misses a submission.",
+    )
+    def alert_on_degraded_night(context: RunStatusSensorContext, warehouse: WarehouseResource):
+        for line in alert_for_run(context.dagster_run, context.instance, warehouse.paths()):
+            context.log.info(line)
+
+    return [alert_on_failed_night, alert_on_degraded_night]

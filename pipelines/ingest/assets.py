@@ -62,6 +62,10 @@ def build_ingest_asset(registry: Registry, contract: Contract):
                 "rows_removed_by_retention": expired,
                 "row_count": total,
                 "files": MetadataValue.md(_loads_table(loads)) if loads else MetadataValue.text("no new files"),
+                # names and statuses only (no reasons, which may quote a file): what an alert of this run names
+                "decided": MetadataValue.json(
+                    [{"file_name": x.file_name, "source": x.source, "status": x.status} for x in loads]
+                ),
             }
         )
 
