@@ -192,4 +192,8 @@ def test_dagster_dev_shows_lineage_checks_schedule_sensor_and_runs_the_refresh(t
     assert schedules["nightly_refresh"]["cronSchedule"] == "0 2 * * *"
     assert schedules["nightly_refresh"]["executionTimezone"] == "Europe/Amsterdam"
     assert schedules["nightly_refresh"]["scheduleState"]["status"] == "RUNNING"
-    assert {s["name"] for s in repository["sensors"]} == {"inbox_sensor"}
+    assert {s["name"] for s in repository["sensors"]} == {
+        "inbox_sensor",
+        "alert_on_failed_night",
+        "alert_on_degraded_night",
+    }
