@@ -512,13 +512,17 @@ def parser() -> argparse.ArgumentParser:
     ips = kinds.add_parser("ips", help="an IPS programme's quarterly feedback report")
     ips.add_argument("--program", required=True, metavar="ID", help="program_id, e.g. GGNET")
     ips.add_argument("--years", nargs="+", type=int, metavar="YEAR", help="default: its two most recent years")
+    national = kinds.add_parser("national", help="the knowledge centre's national overview of one period")
+    national.add_argument(
+        "--period", metavar="CODE", help="a quarter (2018-K3) or a year (2018); default: the latest quarter"
+    )
     outflow = kinds.add_parser("outflow", help="a day-care provider's yearly outflow report")
     outflow.add_argument("--provider", required=True, metavar="NAME", help="as in the marts, e.g. 'ICT Maatwerk'")
     outflow.add_argument("--year", type=int, help="default: its latest year")
     outflow.add_argument(
         "--min-count", type=int, metavar="N", help="per-location counts below N show as '<N' (default 5)"
     )
-    for kind in (ips, outflow):
+    for kind in (ips, outflow, national):
         kind.add_argument("--out", default=".", metavar="DIR", help="folder for the HTML and PDF (default: here)")
         _common(kind, inbox=False)
     return main_parser
@@ -542,6 +546,12 @@ def make_report(args: argparse.Namespace, paths: Paths) -> list[str]:
         if args.kind == "ips":
             html = IpsReport(con, args.program, args.years, privacy).html()
             target = out / f"{program_file_name(args.program)}.html"
+        elif args.kind == "national":
+            from pipelines.reporting.national import NationalReport
+
+            report = NationalReport(con, args.period)
+            html = report.html()
+            target = out / f"{report.period_code}.html"
         else:
             html = OutflowReport(con, args.provider, args.year, privacy).html()
             target = out / f"{slug(args.provider)}.html"

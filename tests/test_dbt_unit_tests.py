@@ -25,6 +25,7 @@ UNIT_TESTS = [
     "ips_benchmark_long_ranks_spread_and_suppression",
     "ips_submissions_marks_missing_and_resubmitted_quarters",
     "outflow_ladder_transitions_fills_the_matrix",
+    "ips_funnel_limits_and_signals_worked_example",
 ]
 
 

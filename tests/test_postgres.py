@@ -87,7 +87,7 @@ def test_the_refresh_publishes_to_postgresql_with_types_and_comments(postgres_se
     warehouse = tmp_path / "wh" / "care_outcomes.duckdb"
     done = run_refresh(SAMPLE, warehouse, env={"CARE_OUTCOMES_POSTGRES_DSN": dsn})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"postgres:  14 marts published to {dsn} (schemas marts, audit, reference)" in done.stdout
+    assert f"postgres:  15 marts published to {dsn} (schemas marts, audit, reference)" in done.stdout
     served = duckdb.connect(str(warehouse), read_only=True)
     with psycopg.connect(dsn) as pg:
         assert_marts_equal(served, pg, "published to PostgreSQL")
@@ -409,6 +409,6 @@ def test_a_night_killed_in_its_postgresql_publish_is_redone_by_the_next(postgres
     assert killed.returncode == -9
     done = run_refresh(inbox, warehouse, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "nothing new" not in done.stdout and "postgres:  14 marts published" in done.stdout
+    assert "nothing new" not in done.stdout and "postgres:  15 marts published" in done.stdout
     with psycopg.connect(dsn) as pg:
         assert pg.execute("select count(distinct program_id) from marts.ips_quarterly").fetchone()[0] == 5

@@ -183,14 +183,15 @@ def test_every_programme_and_provider_gets_a_report_after_the_publish(sample_bui
         assert f'href="ips/{pid}.html"' in index
     assert reports.is_symlink(), "the set is published by turning one link"
     line = next(x for x in done.stdout.splitlines() if x.startswith("reports:"))
-    assert f"6 IPS, 3 outflow in {reports}/index.html" in line
+    assert f"national 2018-K4, 2018, 6 IPS, 3 outflow in {reports}/index.html" in line
     try:
         find_chromium({})
     except ChromiumUnavailable:
         assert "no PDF: no Chromium found" in line
         return
-    assert "(PDF 9)" in line
-    for html in [*(reports / "ips").glob("*.html"), *(reports / "outflow").glob("*.html")]:
+    assert "(PDF 11)" in line
+    for html in [*(reports / "national").glob("*.html"), *(reports / "ips").glob("*.html"),
+                 *(reports / "outflow").glob("*.html")]:  # fmt: skip
         assert html.with_suffix(".pdf").is_file()
     assert 'href="ips/GGNET.pdf"' in index
 
@@ -438,6 +439,7 @@ def test_reports_render_offline_in_chromium_and_print_on_a4(reports, tmp_path):
     executable = chromium_or_skip()
     pages = [
         reports / "index.html",
+        *sorted((reports / "national").glob("*.html")),
         *sorted((reports / "ips").glob("*.html")),
         *sorted((reports / "outflow").glob("*.html")),
     ]
@@ -455,8 +457,10 @@ def test_reports_render_offline_in_chromium_and_print_on_a4(reports, tmp_path):
             charts = browser.evaluate(
                 "[...document.querySelectorAll('svg.chart')].map(s => s.getBoundingClientRect().height)"
             )
-            if page.parent.name == "ips":
-                assert len(charts) == 3 and min(charts) > 100, (page, charts)
+            if page.parent.name == "ips":  # figures 1-3 and the programme's funnel
+                assert len(charts) == 4 and min(charts) > 100, (page, charts)
+            if page.parent.name == "national":  # a funnel per rate
+                assert len(charts) == 5 and min(charts) > 100, (page, charts)
             if page.parent.name == "outflow":
                 assert len(charts) == 2 and min(charts) > 100, (page, charts)
         # a page that asks another host gets nothing: the policy in every report forbids it
@@ -623,15 +627,15 @@ def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its
         before_date = con.execute("select max(checked_at) from audit.check_results").fetchone()[0].date()
     target = tmp_path / "reports"
     first = write_reports(earlier, target, Privacy(min_count=5), chromium)
-    assert first.unchanged == 0 and len(first.pdfs) == len(first.ips) + len(first.outflow)
+    assert first.unchanged == 0 and len(first.pdfs) == len(first.national) + len(first.ips) + len(first.outflow)
     first_set = target.resolve()
 
     # tonight: the same marts, and a lower threshold for per-location counts (the outflow reports change)
     second = write_reports(sample_warehouse, target, Privacy(min_count=3), chromium)
     second_set = target.resolve()
-    assert second.unchanged == len(second.ips) == 6, "every programme report says what it said"
+    assert second.unchanged == len(second.ips) + len(second.national) == 8, "every IPS report says what it said"
     assert f"; {second.unchanged} unchanged from the set before" in second.line()
-    assert len(second.pdfs) == len(second.ips) + len(second.outflow)
+    assert len(second.pdfs) == len(second.national) + len(second.ips) + len(second.outflow)
     for name in (p.name for p in (first_set / "ips").glob("*.html")):
         for suffix in (".html", ".pdf"):
             old, new = first_set / "ips" / name, second_set / "ips" / name
@@ -647,13 +651,13 @@ def test_a_report_that_says_what_it_said_the_night_before_is_taken_over_with_its
 
     # without Chromium tonight, a report taken over comes without its PDF, as every other report does
     third = write_reports(sample_warehouse, target, Privacy(min_count=3), "off")
-    assert third.unchanged == 9 and not third.pdfs and not list(target.resolve().rglob("*.pdf"))
+    assert third.unchanged == 11 and not third.pdfs and not list(target.resolve().rglob("*.pdf"))
     # the night after, with Chromium again: the reports are taken over, their PDFs made anew
     fourth = write_reports(sample_warehouse, target, Privacy(min_count=3), chromium)
-    assert fourth.unchanged == 0 and len(fourth.pdfs) == 9
+    assert fourth.unchanged == 0 and len(fourth.pdfs) == 11
     # a set with nothing to print: the browser started while its HTML was written is closed all the same
     fifth = write_reports(sample_warehouse, target, Privacy(min_count=3), chromium)
-    assert fifth.unchanged == 9 and len(fifth.pdfs) == 9 and not _browsers()
+    assert fifth.unchanged == 11 and len(fifth.pdfs) == 11 and not _browsers()
 
 
 def _browsers() -> list[str]:

@@ -306,6 +306,52 @@ ips_submissions_latest = Suite(
     ],
 )
 
+ips_funnel = Suite(
+    name="ips_funnel",
+    asset=("marts", "ips_funnel"),
+    description="Funnel limits: rate and limits in [0, 1], lower_998 <= lower_95 <= national <= upper_95 <= upper_998, "
+    "the signal the limits give, the pooled national rate recomputed from ips_quarterly, the disclosure rule.",
+    datasets=[
+        Dataset(
+            name="rows",
+            sql=f"""
+                with pooled as (
+                    select cast(year as varchar) || '-K' || cast(quarter as varchar) as period_code,
+                           sum(paid_work) / sum(caseload) as paid_work_rate, count(*) as programmes
+                    from marts.ips_quarterly where caseload > 0 and paid_work is not null group by year, quarter
+                    union all
+                    select cast(year as varchar), sum(paid_work) / sum(caseload), count(distinct program_id)
+                    from marts.ips_quarterly where caseload > 0 and paid_work is not null group by year
+                )
+                select f.*,
+                       not (f.lower_998 <= f.lower_95 and f.lower_95 <= f.national_rate
+                            and f.national_rate <= f.upper_95 and f.upper_95 <= f.upper_998) as limits_unordered,
+                       f.signal is distinct from case
+                           when f.national_rate is null then null
+                           when f.rate > f.upper_998 then 'above_998' when f.rate > f.upper_95 then 'above_95'
+                           when f.rate < f.lower_998 then 'below_998' when f.rate < f.lower_95 then 'below_95'
+                           else 'within' end as signal_inconsistent,
+                       case when f.metric = 'paid_work_rate' then f.national_rate - p.paid_work_rate end
+                           as national_rate_error,
+                       (f.national_rate is not null) <> (f.n_programs >= {MIN_TOTAL}) as disclosure_broken,
+                       f.rate - f.numerator / f.denominator as rate_error
+                from marts.ips_funnel f
+                left join pooled p using (period_code)
+            """,
+            key=["program_id", "period_code", "metric"],
+            expectations=lambda gxe: [
+                *fractions(gxe, "rate", "national_rate", "lower_95", "upper_95", "lower_998", "upper_998"),
+                *unique(gxe, "program_id", "period_code", "metric"),
+                *near_zero(gxe, "national_rate_error", "rate_error"),
+                *[
+                    gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[False])
+                    for c in ("limits_unordered", "signal_inconsistent", "disclosure_broken")
+                ],
+            ],
+        )
+    ],
+)
+
 SUITES = [
     ips_quarterly,
     ips_quarterly_gaps,
@@ -316,4 +362,5 @@ SUITES = [
     ips_benchmark_long,
     ips_submissions,
     ips_submissions_latest,
+    ips_funnel,
 ]

@@ -20,3 +20,15 @@
         'outflow_successful', 'outflow_unsuccessful',
     ]) }}
 {%- endmacro %}
+
+{#- The rate metrics whose denominator is the caseload, with their numerator: the metrics of the funnel
+    plots (marts.ips_funnel). The seed metrics defines each as "<numerator> / caseload". -#}
+{% macro ips_funnel_metrics() -%}
+    {{ return({
+        'paid_work_rate': 'paid_work',
+        'paid_work_uwv_rate': 'paid_work_uwv',
+        'education_rate': 'education',
+        'successful_outflow_rate': 'outflow_successful',
+        'unsuccessful_outflow_rate': 'outflow_unsuccessful',
+    }) }}
+{%- endmacro %}

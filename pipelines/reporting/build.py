@@ -28,6 +28,7 @@ from pathlib import Path
 from pipelines.reporting.chromium import Chromium, ChromiumUnavailable, find_chromium
 from pipelines.reporting.common import Privacy, Shared, file_names, render, serving, slug
 from pipelines.reporting.ips import IpsReport, programs
+from pipelines.reporting.national import NationalReport, periods
 from pipelines.reporting.outflow import OutflowReport, providers
 from pipelines.warehouse import turn_link
 
@@ -42,6 +43,7 @@ class ReportSet:
     directory: Path
     ips: dict[str, Path] = field(default_factory=dict)  # program_id -> HTML
     outflow: dict[str, Path] = field(default_factory=dict)  # provider -> HTML
+    national: dict[str, Path] = field(default_factory=dict)  # period_code -> HTML (the latest quarter and year)
     pdfs: list[Path] = field(default_factory=list)
     unchanged: int = 0  # reports taken over from the set before (HTML and PDF), the same in all but their date
     pdf_problem: str | None = None  # why there are no PDFs
@@ -50,7 +52,8 @@ class ReportSet:
 
     def line(self) -> str:
         """The refresh summary's line."""
-        made = f"{len(self.ips)} IPS, {len(self.outflow)} outflow in {self.directory}/index.html"
+        national = f"national {', '.join(self.national)}, " if self.national else ""
+        made = f"{national}{len(self.ips)} IPS, {len(self.outflow)} outflow in {self.directory}/index.html"
         pdf = f"PDF {len(self.pdfs)}" if self.pdf_problem is None else f"no PDF: {self.pdf_problem}"
         if self.unchanged:
             pdf += f"; {self.unchanged} unchanged from the set before"
@@ -69,6 +72,7 @@ def write_reports(serving_file: Path, target: Path, privacy: Privacy, chromium_s
     folder.chmod(0o755)  # readable by the BI and web server users, as the serving file is
     (folder / "ips").mkdir()
     (folder / "outflow").mkdir()
+    (folder / "national").mkdir()
     result = ReportSet(directory=target)
     chromium, result.pdf_problem = chromium_or_reason(chromium_setting)
     started = start_browser(chromium) if chromium is not None else None  # while the HTML is written
@@ -104,6 +108,19 @@ def _write_set(
                 path.write_text(html.replace(DATE_MARK, when), encoding="utf-8")
                 to_print.append(path)
 
+        index_national = []
+        for kind, code in sorted(periods(con).items(), key=lambda kv: kv[0] != "quarter"):
+            path = folder / "national" / f"{code}.html"
+            try:
+                report = NationalReport(con, code, shared)
+                write(path, report.html())
+            except Exception as exc:
+                log.exception("national overview of %s", code)
+                result.failed.append(f"national {code}: {exc}")
+                continue
+            result.national[code] = path
+            label = "Kwartaal" if kind == "quarter" else "Jaar"
+            index_national.append({"label": f"{label} {report.period_label}", "html": f"national/{path.name}"})
         for p in programs(con):
             name = p["program_id"]
             path = folder / "ips" / f"{program_file_name(name)}.html"
@@ -133,15 +150,16 @@ def _write_set(
             print_pdfs(chromium, to_print, started)
         except ChromiumUnavailable as exc:
             result.pdf_problem = str(exc)
-    pages = [*result.ips.values(), *result.outflow.values()]
+    pages = [*result.national.values(), *result.ips.values(), *result.outflow.values()]
     if result.pdf_problem is None:
         result.pdfs = sorted(p.with_suffix(".pdf") for p in pages if p.with_suffix(".pdf").exists())
     before.record(folder, pages)
-    for entry in index_programs + index_providers:
+    for entry in index_national + index_programs + index_providers:
         pdf = folder / Path(entry["html"]).with_suffix(".pdf")
         entry["pdf"] = pdf.relative_to(folder).as_posix() if pdf.exists() else None
     (folder / "index.html").write_text(
-        render("index.html.j2", programs=index_programs, providers=index_providers, published=when,
+        render("index.html.j2", national=index_national, programs=index_programs, providers=index_providers,
+               published=when,
                pdf_note=f"Geen PDF's: {result.pdf_problem}." if result.pdf_problem else None),
         encoding="utf-8",
     )  # fmt: skip
@@ -149,6 +167,7 @@ def _write_set(
     # the paths as a reader opens them: through the link
     result.ips = {k: target / v.relative_to(folder) for k, v in result.ips.items()}
     result.outflow = {k: target / v.relative_to(folder) for k, v in result.outflow.items()}
+    result.national = {k: target / v.relative_to(folder) for k, v in result.national.items()}
     result.pdfs = [target / p.relative_to(folder) for p in result.pdfs]
     result.seconds = time.monotonic() - started_at
     return result

@@ -371,6 +371,32 @@ class IpsReport:
             })  # fmt: skip
         return {"period": self.label(year, quarter), "rows": out}
 
+    def funnel(self) -> dict | None:
+        """Paid work in the funnel of the programme's latest quarter: its own dot highlighted and named, every other
+        programme's dot unnamed (no other programme is named in this report), and one sentence on its signal."""
+        from pipelines.reporting.national import SIGNALS, funnel_svg
+
+        year, quarter = max(k for k in self.by_quarter if k[0] in self.years)
+        code = self.by_quarter[(year, quarter)]["period_code"]
+        rows = self.shared.rows(
+            "select program_id, denominator, rate, national_rate, signal, period_label, metric_label "
+            "from marts.ips_funnel where period_code = ? and metric = 'paid_work_rate' order by program_id",
+            (code,),
+        )
+        own = next((r for r in rows if r["program_id"] == self.program_id), None)
+        if own is None:
+            return None
+        title = f"{own['metric_label']}, {own['period_label']}: uw programma (oranje) tussen de programma's"
+        chart = funnel_svg(rows, title, own=self.program_id, named=False)
+        if chart is None:
+            return {"period": own["period_label"], "svg": None, "sentence": None, "note": self.suppressed_note()}
+        sentence = (
+            f"In {own['period_label']} had uw programma {numbers.percent(own['rate'], 1)} betaald werk bij "
+            f"{numbers.count(own['denominator'])} cliënten: {SIGNALS[own['signal']]} rond het landelijke percentage "
+            f"van {numbers.percent(own['national_rate'], 1)}."
+        )
+        return {"period": own["period_label"], "svg": chart, "sentence": sentence, "note": None}
+
     def html(self) -> str:
         context = {
             "program_id": self.program_id,
@@ -390,6 +416,7 @@ class IpsReport:
             "figures": self.figures(),
             "fidelity": self.fidelity(),
             "spread": self.spread(),
+            "funnel": self.funnel(),
         }  # fmt: skip
         context["notes"] = self.notes.texts  # after everything that adds notes
         return render("ips.html.j2", **context)

@@ -238,3 +238,85 @@ def share_bars(
             parts.append(f'<rect x="{left}" y="{yy + 4}" width="{max(w, 0.5):.1f}" height="18" fill="{colour}"/>')
             parts.append(f'<text x="{left + w + 6:.1f}" y="{yy + 17}">{escape(text)}</text>')
     return _svg(title, parts, height, width)
+
+
+@dataclass
+class FunnelPoint:
+    """One programme in a funnel plot: its denominator and rate; ``label`` None leaves the dot unnamed."""
+
+    denominator: float
+    rate: float
+    label: str | None = None
+    highlight: bool = False
+
+
+Z95, Z998 = 1.959964, 3.090232  # as marts.ips_funnel
+
+
+def funnel_limit(national: float, denominator: float, z: float) -> float:
+    """national +/- z * sqrt(national * (1 - national) / denominator), clipped to [0, 1] (z negative: lower)."""
+    return max(0.0, min(1.0, national + z * math.sqrt(national * (1 - national) / denominator)))
+
+
+def funnel_plot(title: str, points: Sequence[FunnelPoint], national: float, tick: Callable[[float], str]) -> str:
+    """A funnel plot: every programme's rate against its denominator, the national rate as a line and the 95% and
+    99.8% control limits as curves that narrow as the denominator grows."""
+    height = HEIGHT + 40
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, height - TOP - BOTTOM
+    top_x = max([p.denominator for p in points] + [10.0]) * 1.08
+    low_x = max(1.0, min([p.denominator for p in points] + [top_x]) * 0.5)
+    xs = [low_x + (top_x - low_x) * i / 80 for i in range(81)]
+    curves = {(z, sign): [funnel_limit(national, x, sign * z) for x in xs] for z in (Z95, Z998) for sign in (-1, 1)}
+    values = [p.rate for p in points] + [national] + [v for c in curves.values() for v in c]
+    step = _nice_step(max(values) - 0.0)
+    high = min(1.0, math.ceil(max(values) / step) * step) or step
+
+    def x(v: float) -> float:
+        return LEFT + plot_w * (v - 0.0) / top_x
+
+    def y(v: float) -> float:
+        return TOP + plot_h * (1 - v / high)
+
+    parts = []
+    t = 0.0
+    while t <= high + step / 2:
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(t):.1f}" y2="{y(t):.1f}" class="grid"/>')
+        parts.append(f'<text x="{LEFT - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{escape(tick(t))}</text>')
+        t += step
+    x_step = _nice_step(top_x)
+    t = 0.0
+    while t <= top_x:
+        parts.append(f'<text x="{x(t):.1f}" y="{TOP + plot_h + 16:.1f}" text-anchor="middle" class="cat">'
+                     f"{escape(f'{t:,.0f}'.replace(',', '.'))}</text>")  # fmt: skip
+        t += x_step
+    parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{TOP + plot_h + 32:.1f}" text-anchor="middle" class="cat">'
+                 "Aantal cliënten (caseload)</text>")  # fmt: skip
+    for (z, _sign), curve in curves.items():
+        kind = "limit-95" if z == Z95 else "limit-998"
+        path = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(xs, curve, strict=True))
+        dash = ' stroke-dasharray="5 3"' if z == Z95 else ""
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{COLOURS[1]}" stroke-width="1.5"{dash} '
+                     f'class="{kind}"/>')  # fmt: skip
+    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(national):.1f}" y2="{y(national):.1f}" '
+                 f'stroke="{COLOURS[7]}" stroke-width="1.5" class="national"/>')  # fmt: skip
+    for p in sorted(points, key=lambda p: p.highlight):  # the programme's own dot on top
+        colour, r = (COLOURS[5], 6) if p.highlight else (COLOURS[0], 4)
+        name = f"{escape(p.label)}: " if p.label else ""
+        parts.append(f'<circle cx="{x(p.denominator):.1f}" cy="{y(p.rate):.1f}" r="{r}" fill="{colour}" '
+                     f'class="dot{" own" if p.highlight else ""}"><title>{name}{escape(tick(p.rate))}, '
+                     f"{p.denominator:,.0f}".replace(",", ".") + " cliënten</title></circle>")  # fmt: skip
+        if p.label:
+            parts.append(f'<text x="{x(p.denominator) + 7:.1f}" y="{y(p.rate) + 3:.1f}" class="dot-label">'
+                         f"{escape(p.label)}</text>")  # fmt: skip
+    legend_y = height - 8
+    legend = []
+    for i, (label, colour, dash) in enumerate((
+        (f"Landelijk ({tick(national)})", COLOURS[7], ""),
+        ("95%-grenzen", COLOURS[1], ' stroke-dasharray="5 3"'),
+        ("99,8%-grenzen", COLOURS[1], ""),
+    )):  # fmt: skip
+        left = LEFT + 150 * i
+        legend.append(f'<line x1="{left}" x2="{left + 14}" y1="{legend_y - 4}" y2="{legend_y - 4}" stroke="{colour}" '
+                      f'stroke-width="1.5"{dash}/>')  # fmt: skip
+        legend.append(f'<text x="{left + 18}" y="{legend_y}">{escape(label)}</text>')
+    return _svg(title, parts + legend, height)
