@@ -11,6 +11,7 @@
     care-outcomes backup DIR [--warehouse FILE]
     care-outcomes restore DIR --warehouse FILE [--force]
     care-outcomes report outflow --provider NAME [--year 2023] [--out DIR] [--min-count N] [--warehouse FILE]
+    care-outcomes report national [--period 2018-K3] [--out DIR] [--warehouse FILE]
 
 Exit codes: 0 done; 1 a refresh ran but published nothing (a blocking check failed, the build broke);
 2 it could not run (settings, inbox, warehouse, another refresh, a repair that cannot be done); 130 interrupted

@@ -37,7 +37,8 @@ def marts_of(serving_file) -> dict[str, list[tuple]]:
 
 def test_backup_restore_elsewhere_serves_the_same_marts_and_the_next_night_goes_on(sample_warehouse, tmp_path):
     inbox = tmp_path / "inbox"
-    shutil.copytree(SAMPLE, inbox)
+    for folder in ("ips_quarterly", "outflow_zorgdossier"):  # two sources are enough, and quicker than the sample
+        shutil.copytree(SAMPLE / folder, inbox / folder)
     warehouse = tmp_path / "site" / "care_outcomes.duckdb"
     assert run_refresh(inbox, warehouse, env={"CARE_OUTCOMES_PSEUDONYM_KEY": KEY}).returncode == 0
     backup_dir = tmp_path / "backups" / "2026-12-04"
@@ -61,6 +62,7 @@ def test_backup_restore_elsewhere_serves_the_same_marts_and_the_next_night_goes_
     for mart in MARTS:
         assert_same_rows(before[mart], after[mart], mart)
     assert (restored.parent / "parquet" / "ips_quarterly.parquet").exists()
+    assert before["ips_quarterly"] and before["outflow_summary"]
     assert (restored.parent / "reports" / "index.html").exists()
 
     # the next night with a new file publishes from where the backup was
@@ -78,7 +80,8 @@ def test_backup_restore_elsewhere_serves_the_same_marts_and_the_next_night_goes_
             "select caseload, paid_work from marts.ips_quarterly "
             "where program_id = 'LENTIS' and period_code = '2019-K1'"
         ).fetchall() == [(90, 30)]
-        assert con.execute("select count(*) from marts.ips_quarterly").fetchall() == [(48,)]
+        quarters = con.execute("select count(*) from marts.ips_quarterly").fetchall()[0][0]
+    assert quarters == len(before["ips_quarterly"]) + 1
 
     # a live warehouse is not overwritten unless told
     done = cli("restore", str(backup_dir), "--warehouse", str(restored))

@@ -379,13 +379,15 @@ class IpsReport:
         year, quarter = max(k for k in self.by_quarter if k[0] in self.years)
         code = self.by_quarter[(year, quarter)]["period_code"]
         rows = self.shared.rows(
-            "select program_id, denominator, rate, national_rate, signal, period_label, metric_label "
+            "select program_id, denominator, rate, national_rate, signal, period_label, metric_label, dots_disclosed "
             "from marts.ips_funnel where period_code = ? and metric = 'paid_work_rate' order by program_id",
             (code,),
         )
         own = next((r for r in rows if r["program_id"] == self.program_id), None)
         if own is None:
             return None
+        if not own["dots_disclosed"]:  # too few programmes to show the others' dots: the limits and its own dot
+            rows = [own]
         title = f"{own['metric_label']}, {own['period_label']}: uw programma (oranje) tussen de programma's"
         chart = funnel_svg(rows, title, own=self.program_id, named=False)
         if chart is None:

@@ -117,7 +117,10 @@ final as (
             when limits.rate < limits.lower_95 then 'below_95'
             else 'within'
         end as signal,
-        cast(limits.n_programs as {{ dbt.type_bigint() }}) as n_programs
+        cast(limits.n_programs as {{ dbt.type_bigint() }}) as n_programs,
+        -- the other programmes' dots, unnamed, in a programme's report: they are the others' values themselves, so
+        -- they need as many programmes as the quartiles do (the disclosure rule)
+        {{ disclosed('limits.n_programs', 'quartile') }} as dots_disclosed
     from limits
     left join catalogue
         on catalogue.metric = limits.metric
