@@ -24,7 +24,7 @@ run: setup
 	$(BIN)/care-outcomes refresh
 
 test: setup lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # the quick start and the tests on Python 3.13 in a Debian 13 root (debootstrap, cached in the temp folder; root only)
 test-py313: setup

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -88,12 +89,20 @@ def test_backup_restore_elsewhere_serves_the_same_marts_and_the_next_night_goes_
     assert done.returncode == 2 and "already holds a warehouse" in done.stderr and "--force" in done.stderr
 
 
-@pytest.mark.parametrize("damage", ["changed", "missing", "extra", "manifest"])
-def test_a_damaged_backup_is_refused_with_one_line(sample_warehouse, tmp_path, damage):
-    backup_dir = tmp_path / "backup"
-    copy = tmp_path / "wh" / sample_warehouse.name
+@pytest.fixture(scope="module")
+def sample_backup(sample_warehouse, tmp_path_factory) -> Path:
+    """One backup of (a copy of) the sample warehouse; each test damages a copy of it."""
+    root = tmp_path_factory.mktemp("backup")
+    copy = root / "wh" / sample_warehouse.name
     shutil.copytree(sample_warehouse.parent, copy.parent, ignore=shutil.ignore_patterns("*.lock", "dagster_home"))
-    assert cli("backup", str(backup_dir), "--warehouse", str(copy)).returncode == 0
+    assert cli("backup", str(root / "backup"), "--warehouse", str(copy)).returncode == 0
+    return root / "backup"
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing", "extra", "manifest"])
+def test_a_damaged_backup_is_refused_with_one_line(sample_backup, tmp_path, damage):
+    backup_dir = tmp_path / "backup"
+    shutil.copytree(sample_backup, backup_dir)
     work = backup_dir / "care_outcomes.work.duckdb"
     if damage == "changed":
         with work.open("r+b") as fh:
