@@ -86,8 +86,18 @@ class Alert:
         return {"event": "care_outcomes.refresh", **asdict(self)}
 
 
-def _clean(text: str | None, limit: int = 300) -> str | None:
-    return None if text is None else shown(" ".join(str(text).split()))[:limit]
+def _clean(text: str | None, limit: int = 300, what: str = "text") -> str | None:
+    """One escaped line, cut to ``limit``; withheld where it looks like personal data (an e-mail address, a BSN, a
+    phone number, an IBAN: the same screen as the inbox's free-text columns), as a file's name may."""
+    if text is None:
+        return None
+    from pipelines.ingest.screen import looks_personal
+
+    line = " ".join(str(text).split())
+    kind = looks_personal(line)
+    if kind is not None:
+        return f"({what} withheld: it may hold personal data ({kind}); see the server)"
+    return shown(line)[:limit]
 
 
 def alert_for(
@@ -107,7 +117,7 @@ def alert_for(
     """The alert of a finished night, or None for a clean one. ``files`` are the night's FileLoad records."""
     by_status: dict[str, list[str]] = {}
     for f in files:
-        by_status.setdefault(f.status, []).append(_clean(f.file_name, 200))
+        by_status.setdefault(f.status, []).append(_clean(f.file_name, 200, "file name"))
     quarantined, skipped = by_status.get("quarantined", []), by_status.get("skipped", [])
     if exit_code == 0 and not (quarantined or skipped or warnings or missing):
         return None
@@ -117,7 +127,7 @@ def alert_for(
         warehouse=_clean(str(warehouse), 500),
         status=status,
         exit_code=exit_code,
-        cause=_clean(cause),
+        cause=_clean(cause, what="cause"),
         counts={
             "loaded": len(by_status.get("loaded", [])),
             "quarantined": len(quarantined),
@@ -170,6 +180,9 @@ def where(url: str) -> str:
 
 def _post(url: str, alert: Alert) -> None:
     import urllib.request
+
+    if urlsplit(url).scheme not in ("http", "https"):  # never a file: or ftp: URL, whatever the setting says
+        raise AlertSettingError(f"{ENV}WEBHOOK must be an http:// or https:// URL")
 
     body = json.dumps(alert.payload(), ensure_ascii=False).encode("utf-8")
     request = urllib.request.Request(

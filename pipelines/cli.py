@@ -715,6 +715,10 @@ def alert_after(args: argparse.Namespace, code: int, failure: str | None) -> Non
     if not alerts.configured():
         return
     try:
+        alerts.check_settings()
+    except alerts.AlertSettingError:  # said already: the night stopped on it
+        return
+    try:
         report = getattr(args, "report", None)
         if isinstance(report, RefreshReport):
             outcome = report.outcome

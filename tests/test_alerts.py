@@ -177,6 +177,21 @@ def test_an_alert_setting_that_cannot_work_stops_the_night_before_it_starts(tmp_
     assert done.returncode == 2
     assert "CARE_OUTCOMES_ALERT_WEBHOOK must be an http:// or https:// URL" in done.stderr
     assert not (tmp_path / "wh" / "care_outcomes.duckdb").exists()
+    assert "alert:" not in done.stdout + done.stderr  # nothing was sent anywhere with it
+
+
+def test_a_file_name_or_cause_that_looks_personal_is_withheld_from_the_alert():
+    from pipelines.alerts import alert_for
+    from pipelines.ingest.load import FileLoad
+
+    files = [FileLoad(f"outflow/jansen_{BSN}.csv", "outflow", "quarantined", 0, None, ""),
+             FileLoad("outflow/export_2024.csv", "outflow", "quarantined", 0, None, "")]  # fmt: skip
+    alert = alert_for(warehouse="/srv/wh/care_outcomes.duckdb", exit_code=2, published=False, files=files,
+                      cause="ValueError: client piet@example.nl not found", environ={})  # fmt: skip
+    assert alert.quarantined_files[1] == "outflow/export_2024.csv"
+    assert "withheld" in alert.quarantined_files[0] and "withheld" in alert.cause
+    assert_no_personal_data(json.dumps(alert.payload()) + alert.text())
+    assert "piet@example.nl" not in json.dumps(alert.payload())
 
 
 def test_runs_the_schedule_starts_alert_through_the_sensors(tmp_path, webhook, monkeypatch):
