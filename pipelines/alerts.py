@@ -148,6 +148,22 @@ def alert_for(
     )
 
 
+def alert_of_outcome(outcome, *, warehouse, missing: list[str], started_by: str = "command line") -> Alert | None:
+    """The alert of a finished refresh run (an orchestration.RunOutcome), whoever started it."""
+    return alert_for(
+        warehouse=warehouse,
+        exit_code=outcome.exit_code,
+        published=outcome.published,
+        cause=outcome.failure or outcome.step_failure,
+        files=outcome.files,
+        failed_checks=[f"{c.asset}: {c.name}" for c in outcome.failed_checks],
+        warnings=[f"{c.asset}: {c.name}" for c in outcome.warnings],
+        missing=missing,
+        run_id=outcome.run_id,
+        started_by=started_by,
+    )
+
+
 # ---- delivery ------------------------------------------------------------------------------------------------
 
 

@@ -40,14 +40,11 @@ def _sha256(path: Path) -> str:
 
 
 def _fingerprint(work_db: Path) -> str | None:
+    from pipelines.privacy import stored_fingerprint
+
     with duckdb.connect(str(work_db)) as con:
         con.execute("checkpoint")  # the write-ahead log folded in: the file alone is the whole database
-        columns = {r[0] for r in con.execute("select column_name from duckdb_columns() where schema_name = 'audit' "
-                                             "and table_name = 'warehouse'").fetchall()}  # fmt: skip
-        if "key_fingerprint" not in columns:
-            return None
-        found = con.execute("select key_fingerprint from audit.warehouse").fetchall()
-    return found[0][0] if found else None
+        return stored_fingerprint(con)
 
 
 def backup(paths: Paths, target: Path) -> list[str]:

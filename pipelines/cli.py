@@ -721,17 +721,8 @@ def alert_after(args: argparse.Namespace, code: int, failure: str | None) -> Non
     try:
         report = getattr(args, "report", None)
         if isinstance(report, RefreshReport):
-            outcome = report.outcome
-            alert = alerts.alert_for(
-                warehouse=report.paths.warehouse,
-                exit_code=code,
-                published=outcome.published,
-                cause=outcome.failure or outcome.step_failure,
-                files=outcome.files,
-                failed_checks=[f"{c.asset}: {c.name}" for c in outcome.failed_checks],
-                warnings=[f"{c.asset}: {c.name}" for c in outcome.warnings],
-                missing=report.missing_latest or [],
-                run_id=outcome.run_id,
+            alert = alerts.alert_of_outcome(
+                report.outcome, warehouse=report.paths.warehouse, missing=report.missing_latest or []
             )
             log = report.paths.log_file
         elif report is None:  # the night stopped before its run: a setting, the key, the inbox, a busy warehouse

@@ -293,23 +293,16 @@ def alert_for_run(run, instance, paths) -> list[str]:
     started_by = (
         f"schedule {schedule_name}" if schedule_name else f"sensor {sensor_name}" if sensor_name else "Dagster UI"
     )
-    alert = alerts.alert_for(
-        warehouse=paths.warehouse,
-        exit_code=outcome.exit_code,
-        published=outcome.published,
-        cause=outcome.failure or outcome.step_failure,
-        files=outcome.files,
-        failed_checks=[f"{c.asset}: {c.name}" for c in outcome.failed_checks],
-        warnings=[f"{c.asset}: {c.name}" for c in outcome.warnings],
-        missing=missing,
-        run_id=run.run_id,
-        started_by=started_by,
-    )
+    alert = alerts.alert_of_outcome(outcome, warehouse=paths.warehouse, missing=missing, started_by=started_by)
     return alerts.deliver(alert)
 
 
 def build_alert_sensors() -> list[SensorDefinition]:
     """A run-failure sensor and a run-success sensor (for nights published with problems) on the refresh job."""
+
+    def send(context, warehouse: WarehouseResource) -> None:
+        for line in alert_for_run(context.dagster_run, context.instance, warehouse.paths()):
+            context.log.info(line)
 
     @run_failure_sensor(
         name="alert_on_failed_night",
@@ -318,8 +311,7 @@ def build_alert_sensors() -> list[SensorDefinition]:
         description="Alerts (webhook, e-mail) when a refresh run started by the schedule, the sensor or the UI fails.",
     )
     def alert_on_failed_night(context: RunFailureSensorContext, warehouse: WarehouseResource):
-        for line in alert_for_run(context.dagster_run, context.instance, warehouse.paths()):
-            context.log.info(line)
+        send(context, warehouse)
 
     @run_status_sensor(
         run_status=DagsterRunStatus.SUCCESS,
@@ -329,7 +321,6 @@ def build_alert_sensors() -> list[SensorDefinition]:
         description="Alerts when a refresh run published, but quarantined a file, warned, or misses a submission.",
     )
     def alert_on_degraded_night(context: RunStatusSensorContext, warehouse: WarehouseResource):
-        for line in alert_for_run(context.dagster_run, context.instance, warehouse.paths()):
-            context.log.info(line)
+        send(context, warehouse)
 
     return [alert_on_failed_night, alert_on_degraded_night]

@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.reporting.chromium import Chromium
 from tests.conftest import ROOT, clean_env, run_refresh
-from tests.test_reports import Tables, chromium_or_skip
+from tests.test_reports import Tables, chromium_or_skip, open_offline
 
 KEY = "funnel-test-key-0123456789"
 Z95, Z998 = 1.959964, 3.090232
@@ -130,15 +130,6 @@ def test_ips_funnel_against_an_independent_computation_from_the_files(funnel_war
     assert (year["numerator"], year["denominator"]) == (135 + 135, 300 + 310)
 
 
-def _open(browser: Chromium, page: Path) -> None:
-    browser.events.clear()
-    browser.open(page)
-    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
-    assert requests and all(u.startswith(("file:", "data:")) for u in requests), (page, requests)
-    problems = [e["params"]["entry"] for e in browser.events if e.get("method") == "Log.entryAdded"]
-    assert not [p for p in problems if p["level"] == "error"], (page, problems)
-
-
 def test_the_national_overview_and_the_programmes_funnel_in_chromium(funnel_warehouse, tmp_path):
     executable = chromium_or_skip()
     reports = funnel_warehouse.parent / "reports"
@@ -165,7 +156,7 @@ def test_the_national_overview_and_the_programmes_funnel_in_chromium(funnel_ware
     with Chromium(executable) as browser:
         browser.call("Network.enable", session=browser.session)
         browser.call("Log.enable", session=browser.session)
-        _open(browser, tmp_path / "2019-K1.html")
+        open_offline(browser, tmp_path / "2019-K1.html")
         charts = browser.evaluate(
             "[...document.querySelectorAll('svg.chart')].map(s => [s.querySelectorAll('circle.dot').length, "
             "s.querySelectorAll('polyline.limit-95').length, s.querySelectorAll('polyline.limit-998').length, "
@@ -177,7 +168,7 @@ def test_the_national_overview_and_the_programmes_funnel_in_chromium(funnel_ware
             assert (dots, c95, c998, national, labels) == (6, 2, 2, 1, 6) and height > 150
         # the programme's own report: its dot named and highlighted, the others unnamed
         page = reports / "ips" / "A.html"
-        _open(browser, page)
+        open_offline(browser, page)
         funnel = browser.evaluate(
             "(() => { const s = [...document.querySelectorAll('svg.chart')].find(s => s.querySelector('circle.dot'));"
             " return [s.querySelectorAll('circle.dot').length, s.querySelectorAll('circle.dot.own').length,"

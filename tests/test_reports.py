@@ -435,6 +435,16 @@ def test_a_new_set_replaces_the_old_in_one_step(sample_warehouse, tmp_path):
 # ---- in a real browser -----------------------------------------------------------------------------------
 
 
+def open_offline(browser: Chromium, page: Path) -> None:
+    """Open a report (Network and Log enabled): it asked no other host and logged no error."""
+    browser.events.clear()
+    browser.open(page)
+    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
+    assert requests and all(u.startswith(("file:", "data:")) for u in requests), (page, requests)
+    problems = [e["params"]["entry"] for e in browser.events if e.get("method") == "Log.entryAdded"]
+    assert not [p for p in problems if p["level"] == "error"], (page, problems)
+
+
 def test_reports_render_offline_in_chromium_and_print_on_a4(reports, tmp_path):
     executable = chromium_or_skip()
     pages = [
@@ -447,13 +457,7 @@ def test_reports_render_offline_in_chromium_and_print_on_a4(reports, tmp_path):
         browser.call("Network.enable", session=browser.session)
         browser.call("Log.enable", session=browser.session)
         for page in pages:
-            browser.open(page)
-            requests = [
-                e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"
-            ]
-            assert requests and all(u.startswith(("file:", "data:")) for u in requests), (page, requests)
-            problems = [e["params"]["entry"] for e in browser.events if e.get("method") == "Log.entryAdded"]
-            assert not [p for p in problems if p["level"] == "error"], (page, problems)
+            open_offline(browser, page)
             charts = browser.evaluate(
                 "[...document.querySelectorAll('svg.chart')].map(s => s.getBoundingClientRect().height)"
             )
